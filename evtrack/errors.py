@@ -1,0 +1,155 @@
+"""The one exception tree of evtrack.
+
+Every error knows its MLflow-style ``error_code`` and the HTTP status the tracking
+server answers with, so the same object serves Python callers, the CLI and REST::
+
+    EvtrackError (Exception)                      INTERNAL_ERROR            500
+    ├── InvalidParameterValue (ValueError)        INVALID_PARAMETER_VALUE   400
+    │   └── InvalidFilter                         INVALID_PARAMETER_VALUE   400
+    ├── BadRequest (ValueError)                   BAD_REQUEST               400
+    ├── ResourceAlreadyExists                     RESOURCE_ALREADY_EXISTS   400
+    ├── ResourceDoesNotExist (LookupError)        RESOURCE_DOES_NOT_EXIST   404
+    │   ├── ExperimentNotFound
+    │   ├── RunNotFound
+    │   └── ArtifactNotFound (FileNotFoundError)
+    ├── InvalidState                              INVALID_STATE             400
+    ├── PermissionDenied (PermissionError)        PERMISSION_DENIED         403
+    └── StoreError                                INTERNAL_ERROR            500
+        └── StoreVersionError                     INTERNAL_ERROR            500
+
+``MlflowException`` is an alias of :class:`EvtrackError`, so scripts written for
+MLflow (``except mlflow.exceptions.MlflowException``) keep working with
+``import evtrack as mlflow``.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ArtifactNotFound",
+    "BadRequest",
+    "EvtrackError",
+    "ExperimentNotFound",
+    "InvalidFilter",
+    "InvalidParameterValue",
+    "InvalidState",
+    "MlflowException",
+    "PermissionDenied",
+    "ResourceAlreadyExists",
+    "ResourceDoesNotExist",
+    "RunNotFound",
+    "StoreError",
+    "StoreVersionError",
+    "error_for_code",
+]
+
+
+class EvtrackError(Exception):
+    """Base of every error evtrack raises on purpose."""
+
+    error_code = "INTERNAL_ERROR"
+    http_status = 500
+
+    def __init__(self, message: str, error_code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if error_code is not None:
+            self.error_code = error_code
+
+    def get_http_status_code(self) -> int:
+        """MLflow's method name for :attr:`http_status`."""
+        return self.http_status
+
+    def serialize_as_json(self) -> str:
+        """The body MLflow's REST API answers with."""
+        import json
+
+        return json.dumps({"error_code": self.error_code, "message": self.message})
+
+
+MlflowException = EvtrackError
+
+
+class InvalidParameterValue(EvtrackError, ValueError):
+    """A key, value, path, id or argument that breaks a documented rule."""
+
+    error_code = "INVALID_PARAMETER_VALUE"
+    http_status = 400
+
+
+class InvalidFilter(InvalidParameterValue):
+    """A search filter or order-by clause that does not parse."""
+
+
+class BadRequest(EvtrackError, ValueError):
+    """A request that is malformed as a whole (bad JSON, wrong types)."""
+
+    error_code = "BAD_REQUEST"
+    http_status = 400
+
+
+class ResourceAlreadyExists(EvtrackError):
+    """An experiment name that is taken, a run id reused on create."""
+
+    error_code = "RESOURCE_ALREADY_EXISTS"
+    http_status = 400
+
+
+class ResourceDoesNotExist(EvtrackError, LookupError):
+    """Something looked up by id, name or path is not in the store."""
+
+    error_code = "RESOURCE_DOES_NOT_EXIST"
+    http_status = 404
+
+
+class ExperimentNotFound(ResourceDoesNotExist):
+    """No experiment with that id or name."""
+
+
+class RunNotFound(ResourceDoesNotExist):
+    """No run with that id."""
+
+
+class ArtifactNotFound(ResourceDoesNotExist, FileNotFoundError):
+    """No artifact at that path."""
+
+
+class InvalidState(EvtrackError):
+    """The call is valid but not now (logging to a deleted or finished run...)."""
+
+    error_code = "INVALID_STATE"
+    http_status = 400
+
+
+class PermissionDenied(EvtrackError, PermissionError):
+    """A write to a read-only store or server, or a bad credential."""
+
+    error_code = "PERMISSION_DENIED"
+    http_status = 403
+
+
+class StoreError(EvtrackError):
+    """The store cannot be read or written as a whole."""
+
+
+class StoreVersionError(StoreError):
+    """The store was written by a newer, incompatible evtrack."""
+
+
+_BY_CODE: dict[str, type[EvtrackError]] = {
+    cls.error_code: cls
+    for cls in (
+        EvtrackError,
+        InvalidParameterValue,
+        BadRequest,
+        ResourceAlreadyExists,
+        ResourceDoesNotExist,
+        InvalidState,
+        PermissionDenied,
+    )
+}
+
+
+def error_for_code(error_code: str, message: str) -> EvtrackError:
+    """Rebuild the right exception from an ``error_code`` sent over HTTP."""
+    cls = _BY_CODE.get(error_code, EvtrackError)
+    return cls(message, error_code=error_code)

@@ -1,0 +1,81 @@
+"""Events: the only thing evtrack ever writes to a store.
+
+Every log call becomes one immutable event. An event is a row of :data:`COLUMNS`;
+its identity is ``(writer, seq)``: the random id of the process-level writer that
+made it and that writer's event counter. A run's or an experiment's state is a fold
+of its events (see :mod:`evtrack.query`), never a record edited in place.
+
+The kinds of event, and which columns each uses:
+
+``metric``
+    One metric point: ``run_id, key, value (float64, NaN/±inf kept), step (int64),
+    timestamp (ms)``. ``time`` equals ``timestamp``.
+``param``
+    ``run_id, key, text``. Params are immutable; a different value is refused before
+    it is written.
+``tag``
+    ``run_id, key, text``; ``text`` NULL means the tag was deleted.
+``run``
+    One attribute of a run: ``run_id, key`` (``experiment_id``, ``run_name``,
+    ``user_id``, ``status``, ``start_time``, ``end_time``, ``lifecycle_stage``,
+    ``deleted_time``, ``artifact_uri``), ``text`` its value as a string.
+``experiment``
+    One attribute of an experiment: ``key`` (``name``, ``artifact_location``,
+    ``lifecycle_stage``, ``creation_time``, ``last_update_time``), ``text``.
+``experiment_tag``
+    ``key, text``; ``text`` NULL means the tag was deleted.
+``artifact``
+    A file logged to a run: ``run_id, key`` = its path in the run's artifact tree,
+    ``text`` = JSON ``{"size": …, "sha256": …}``, ``value`` = 1.0 for a write and
+    NULL for a deletion.
+``input``
+    A dataset input of a run (``log_inputs``): ``run_id, key`` = dataset digest,
+    ``text`` = JSON of the dataset and its tags.
+
+``time`` is the wall-clock time of the call in milliseconds since the epoch (UTC);
+of two events for the same key, the later ``(time, seq, writer)`` wins.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pyarrow as pa
+
+__all__ = ["COLUMNS", "KINDS", "SCHEMA_VERSION", "event_schema"]
+
+#: Version of the stored event layout, written into every segment.
+SCHEMA_VERSION = 1
+
+KINDS = ("metric", "param", "tag", "run", "experiment", "experiment_tag", "artifact", "input")
+
+#: Column names and Arrow types, in stored order.
+COLUMNS: tuple[tuple[str, str], ...] = (
+    ("writer", "string"),
+    ("seq", "int64"),
+    ("time", "int64"),
+    ("kind", "string"),
+    ("experiment_id", "string"),
+    ("run_id", "string"),
+    ("key", "string"),
+    ("value", "float64"),
+    ("step", "int64"),
+    ("timestamp", "int64"),
+    ("text", "string"),
+)
+
+_SCHEMA = None
+
+
+def event_schema() -> pa.Schema:
+    """The Arrow schema of events (pyarrow is imported on first use)."""
+    global _SCHEMA
+    if _SCHEMA is None:
+        import pyarrow as pa
+
+        _SCHEMA = pa.schema(
+            [pa.field(name, getattr(pa, kind)()) for name, kind in COLUMNS],
+            metadata={"evtrack.schema_version": str(SCHEMA_VERSION)},
+        )
+    return _SCHEMA

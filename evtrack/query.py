@@ -1,0 +1,174 @@
+"""Reading: events from the store into DuckDB, folded into the documented views.
+
+The views (a public, versioned contract, see ``docs/sql.md``)::
+
+    events          every event, raw (see evtrack.events)
+    experiments     experiment_id, name, artifact_location, lifecycle_stage,
+                    creation_time, last_update_time
+    experiment_tags experiment_id, key, value
+    runs            run_id, experiment_id, run_name, user_id, status, start_time,
+                    end_time, lifecycle_stage, artifact_uri, deleted_time
+    params          experiment_id, run_id, key, value
+    tags            experiment_id, run_id, key, value        (current tags)
+    metrics         experiment_id, run_id, key, value, step, timestamp  (full history)
+    latest_metrics  experiment_id, run_id, key, value, step, timestamp
+                    (per key: max step, then max timestamp, then max value - MLflow's rule)
+    artifacts       experiment_id, run_id, path, size, sha256, time   (current files)
+    inputs          experiment_id, run_id, name, digest, context, dataset (JSON)
+
+Of two events for the same thing, the one with the larger ``(time, seq, writer)`` wins,
+except params, where the first wins (a different value is refused at write time;
+if two processes race, every reader still agrees on one value).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    import duckdb
+    import pyarrow as pa
+
+    from .store import Store
+
+__all__ = ["VIEW_NAMES", "VIEWS_VERSION", "connect", "load_events"]
+
+#: Version of the view schemas below; bumped on any incompatible change.
+VIEWS_VERSION = 1
+
+_ORDER = "(time, seq, writer)"
+
+_VIEWS = {
+    "events": "select * from ev",
+    "experiments": f"""
+        with a as (
+            select experiment_id, key, arg_max_null(text, {_ORDER}) as text
+            from ev where kind = 'experiment' group by all
+        )
+        select experiment_id,
+               any_value(text) filter (where key = 'name') as name,
+               any_value(text) filter (where key = 'artifact_location') as artifact_location,
+               coalesce(any_value(text) filter (where key = 'lifecycle_stage'), 'active')
+                   as lifecycle_stage,
+               cast(any_value(text) filter (where key = 'creation_time') as bigint)
+                   as creation_time,
+               cast(any_value(text) filter (where key = 'last_update_time') as bigint)
+                   as last_update_time
+        from a group by experiment_id
+        having any_value(text) filter (where key = 'name') is not null
+    """,
+    "experiment_tags": f"""
+        select * from (
+            select experiment_id, key, arg_max_null(text, {_ORDER}) as value
+            from ev where kind = 'experiment_tag' group by all
+        ) where value is not null
+    """,
+    "runs": f"""
+        with a as (
+            select run_id, key, arg_max_null(text, {_ORDER}) as text
+            from ev where kind = 'run' group by all
+        )
+        select run_id,
+               any_value(text) filter (where key = 'experiment_id') as experiment_id,
+               any_value(text) filter (where key = 'run_name') as run_name,
+               any_value(text) filter (where key = 'user_id') as user_id,
+               any_value(text) filter (where key = 'status') as status,
+               cast(any_value(text) filter (where key = 'start_time') as bigint) as start_time,
+               cast(any_value(text) filter (where key = 'end_time') as bigint) as end_time,
+               coalesce(any_value(text) filter (where key = 'lifecycle_stage'), 'active')
+                   as lifecycle_stage,
+               any_value(text) filter (where key = 'artifact_uri') as artifact_uri,
+               cast(any_value(text) filter (where key = 'deleted_time') as bigint)
+                   as deleted_time
+        from a group by run_id
+        having any_value(text) filter (where key = 'experiment_id') is not null
+    """,
+    "params": f"""
+        select experiment_id, run_id, key, arg_min_null(text, {_ORDER}) as value
+        from ev where kind = 'param' group by all
+    """,
+    "tags": f"""
+        select * from (
+            select experiment_id, run_id, key, arg_max_null(text, {_ORDER}) as value
+            from ev where kind = 'tag' group by all
+        ) where value is not null
+    """,
+    "metrics": """
+        select experiment_id, run_id, key, value, step, timestamp
+        from ev where kind = 'metric'
+    """,
+    "latest_metrics": """
+        select experiment_id, run_id, key, m.value as value, m.step as step,
+               m.timestamp as timestamp
+        from (
+            select experiment_id, run_id, key,
+                   arg_max({'value': value, 'step': step, 'timestamp': timestamp},
+                           (step, timestamp, value)) as m
+            from ev where kind = 'metric' group by all
+        )
+    """,
+    "artifacts": f"""
+        select * from (
+            select experiment_id, run_id, key as path,
+                   arg_max_null(value, {_ORDER}) as written,
+                   cast(json_extract(arg_max_null(text, {_ORDER}), '$.size') as bigint) as size,
+                   json_extract_string(arg_max_null(text, {_ORDER}), '$.sha256') as sha256,
+                   max(time) as time
+            from ev where kind = 'artifact' group by all
+        ) where written is not null
+    """,
+    "inputs": """
+        select experiment_id, run_id,
+               json_extract_string(text, '$.dataset.name') as name, key as digest,
+               json_extract_string(text, '$.context') as context, text as dataset
+        from ev where kind = 'input'
+    """,
+}
+
+VIEW_NAMES = tuple(_VIEWS)
+
+
+def load_events(
+    store: Store, experiment_ids: list[str] | None = None, run_id: str | None = None
+) -> pa.Table:
+    """All events of some experiments (default: all) or of one run, as one Arrow table.
+
+    A segment collected away between listing and reading makes the whole read start
+    again from a fresh listing.
+    """
+    import pyarrow as pa
+
+    from .events import event_schema
+
+    for attempt in range(5):
+        ids = store.list_experiment_ids() if experiment_ids is None else experiment_ids
+        paths = []
+        for experiment_id in ids:
+            paths.extend(p for p, _ in store.list_segments(experiment_id, scope=run_id))
+        try:
+            tables = store.read_segments(paths)
+        except FileNotFoundError:
+            if attempt == 4:
+                raise
+            continue
+        if not tables:
+            return event_schema().empty_table()
+        return pa.concat_tables(tables)
+    raise AssertionError("unreachable")
+
+
+def connect(events: pa.Table) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection with ``events`` and every view registered."""
+    import duckdb
+
+    con = duckdb.connect()
+    con.register("ev", events)
+    for name, sql in _VIEWS.items():
+        con.execute(f"create temp view {name} as {sql}")
+    return con
+
+
+def rows(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> list[dict]:
+    cur = con.execute(sql, params or [])
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, r)) for r in cur.fetchall()]

@@ -1,0 +1,96 @@
+"""Segments: the immutable files a writer's flush turns events into.
+
+A segment holds the events one writer flushed for one run (or for an experiment's
+own events) and is named ``<run_id|_>.<writer>-<sequence>.<jsonl|parquet>``, so two
+writers never collide and every name is used once. Small segments (a few tags, a
+param, a run's end) are JSONL: cheap to write one at a time and readable with
+``cat``. Large ones (metric series) are Parquet: columnar, compressed, and written
+straight from Arrow. Both decode to the same Arrow table of :func:`event_schema`.
+
+A JSONL segment starts with a header line ``{"evtrack_segment": <schema version>}``;
+each further line is one event with its non-null columns. NaN and ±inf travel as
+``NaN`` / ``Infinity`` / ``-Infinity`` (Python's JSON dialect), so metric values keep
+their meaning.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .errors import StoreError
+from .events import COLUMNS, SCHEMA_VERSION, event_schema
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pyarrow as pa
+
+__all__ = ["SegmentName", "decode", "encode", "parse_name"]
+
+_NAME = re.compile(
+    r"^(?P<scope>[^./]+)\.(?P<writer>[0-9a-zA-Z]+)-(?P<seq>\d+)\.(?P<ext>jsonl|parquet)$"
+)
+
+
+@dataclass(frozen=True)
+class SegmentName:
+    """The parts of a segment's file name."""
+
+    scope: str  # a run id, or "_" for an experiment's own events
+    writer: str
+    seq: int
+    ext: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.scope}.{self.writer}-{self.seq:010d}.{self.ext}"
+
+
+def parse_name(name: str) -> SegmentName | None:
+    """Parse a segment file name; ``None`` for anything else (temporary files...)."""
+    m = _NAME.match(name)
+    if m is None:
+        return None
+    return SegmentName(m["scope"], m["writer"], int(m["seq"]), m["ext"])
+
+
+def encode(table: pa.Table, fmt: str) -> bytes:
+    """Serialise an event table as ``"jsonl"`` or ``"parquet"``."""
+    if fmt == "jsonl":
+        lines = [json.dumps({"evtrack_segment": SCHEMA_VERSION})]
+        for row in table.to_pylist():
+            lines.append(json.dumps({k: v for k, v in row.items() if v is not None}))
+        return ("\n".join(lines) + "\n").encode()
+    import pyarrow.parquet as pq
+
+    sink = io.BytesIO()
+    pq.write_table(table, sink, compression="zstd", compression_level=1)
+    return sink.getvalue()
+
+
+def decode(data: bytes, fmt: str, *, where: str = "segment") -> pa.Table:
+    """Read a segment back into an event table; :class:`StoreError` if it is damaged."""
+    import pyarrow as pa
+
+    schema = event_schema()
+    try:
+        if fmt == "jsonl":
+            text = data.decode()
+            if not text.endswith("\n"):
+                raise ValueError("truncated: no final newline")
+            lines = text.splitlines()
+            header = json.loads(lines[0])
+            version = header.get("evtrack_segment")
+            if not isinstance(version, int) or version > SCHEMA_VERSION:
+                raise ValueError(f"unknown segment schema version {version!r}")
+            rows = [json.loads(line) for line in lines[1:] if line]
+            columns = {name: [row.get(name) for row in rows] for name, _ in COLUMNS}
+            return pa.Table.from_pydict(columns, schema=schema)
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(io.BytesIO(data))
+        return table.select([name for name, _ in COLUMNS]).cast(schema)
+    except Exception as exc:  # noqa: BLE001 - any decoding failure means a damaged file
+        raise StoreError(f"cannot read {where}: {exc}") from exc

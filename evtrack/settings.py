@@ -1,0 +1,118 @@
+"""Settings are a table: one :class:`Setting` per knob, each with its environment
+variable and help. Nothing else in evtrack reads ``os.environ`` for configuration;
+``docs/settings.md`` lists the table and a test keeps the two in step.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Callable
+
+__all__ = ["SETTINGS", "Setting", "get"]
+
+
+def _bool(text: str) -> bool:
+    return text.strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: Any
+    env: str
+    help: str
+    parse: Callable[[str], Any] = str
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "tracking_uri",
+        "./evruns",
+        "EVTRACK_TRACKING_URI",
+        "Where the store lives: a folder, file://, memory://, s3://bucket/prefix, gs://, az://.",
+    ),
+    Setting(
+        "artifact_root",
+        None,
+        "EVTRACK_ARTIFACT_ROOT",
+        "Artifact root for new experiments (any fsspec URL). Default: inside the store.",
+    ),
+    Setting(
+        "experiment_name",
+        None,
+        "EVTRACK_EXPERIMENT_NAME",
+        "Experiment that runs go to when none is set in code (created if missing).",
+    ),
+    Setting(
+        "experiment_id",
+        None,
+        "EVTRACK_EXPERIMENT_ID",
+        "Experiment id that runs go to when none is set in code.",
+    ),
+    Setting(
+        "run_id",
+        None,
+        "EVTRACK_RUN_ID",
+        "Run that start_run() resumes when called without run_id (set by `evtrack run`).",
+    ),
+    Setting(
+        "flush_interval",
+        1.0,
+        "EVTRACK_FLUSH_INTERVAL",
+        "Seconds between background flushes. With the buffer size, this bounds what a kill -9 can lose.",
+        float,
+    ),
+    Setting(
+        "buffer_events",
+        1_000_000,
+        "EVTRACK_BUFFER_EVENTS",
+        "Buffered events that trigger a flush before the interval is up.",
+        int,
+    ),
+    Setting(
+        "jsonl_max_events",
+        512,
+        "EVTRACK_JSONL_MAX_EVENTS",
+        "Segments with at most this many events and no metric arrays are written as JSONL, larger ones as Parquet.",
+        int,
+    ),
+    Setting(
+        "fsync",
+        False,
+        "EVTRACK_FSYNC",
+        "fsync each segment on local folders before it becomes visible (survives power loss, slower).",
+        _bool,
+    ),
+    Setting(
+        "auto_compact",
+        True,
+        "EVTRACK_AUTO_COMPACT",
+        "Compact a run's segments when the run ends.",
+        _bool,
+    ),
+    Setting(
+        "gc_grace_seconds",
+        3600.0,
+        "EVTRACK_GC_GRACE_SECONDS",
+        "Replaced segments are deleted by `evtrack gc` only when older than this.",
+        float,
+    ),
+    Setting(
+        "user",
+        None,
+        "EVTRACK_USER",
+        "User recorded in mlflow.user (default: the login name).",
+    ),
+)
+
+_BY_NAME = {s.name: s for s in SETTINGS}
+
+
+def get(name: str) -> Any:
+    """The value of setting ``name``: its environment variable, else its default."""
+    setting = _BY_NAME[name]
+    raw = os.environ.get(setting.env)
+    if raw is None or raw == "":
+        return setting.default
+    return setting.parse(raw)
