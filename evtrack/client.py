@@ -488,7 +488,7 @@ class MlflowClient:
             0 if step is None else validation.check_step(step),
             now_ms() if timestamp is None else validation.check_timestamp(timestamp),
         )
-        self.writer.metric_buffer(experiment_id, run_id).append(point)
+        self.writer.metric_buffer(experiment_id, run_id).extend(point)
         if synchronous:
             self.writer.flush()
 
@@ -600,7 +600,9 @@ class MlflowClient:
             if tag.key == "mlflow.runName":
                 self.writer.add(experiment_id, run_id, "run", "run_name", value, time_ms=t_now)
         if points:
-            self.writer.metric_buffer(experiment_id, run_id).extend(points)
+            self.writer.metric_buffer(experiment_id, run_id).extend(
+                [item for point in points for item in point]
+            )
         if synchronous is not False and (params or tags) or synchronous:
             self.writer.flush()
 
@@ -637,6 +639,11 @@ class MlflowClient:
         events = load_events(self.store, [experiment_id], run_id)
         mask = pc.and_(pc.equal(events["kind"], "metric"), pc.equal(events["key"], key))
         table = events.filter(mask).select(["step", "timestamp", "value"])
+        steps = table["step"]
+        if len(steps) > 1 and pc.all(
+            pc.greater(steps.slice(1), steps.slice(0, len(steps) - 1))
+        ).as_py():
+            return table  # already in step order, the common case: skip the sort
         return table.sort_by([("step", "ascending"), ("timestamp", "ascending")])
 
     def get_metric_history(self, run_id: str, key: str) -> list[Metric]:

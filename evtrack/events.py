@@ -43,27 +43,31 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # pragma: no cover
     import pyarrow as pa
 
-__all__ = ["COLUMNS", "KINDS", "SCHEMA_VERSION", "event_schema"]
+__all__ = ["COLUMNS", "DICTIONARY_COLUMNS", "KINDS", "SCHEMA_VERSION", "event_schema"]
 
 #: Version of the stored event layout, written into every segment.
 SCHEMA_VERSION = 1
 
 KINDS = ("metric", "param", "tag", "run", "experiment", "experiment_tag", "artifact", "input")
 
-#: Column names and Arrow types, in stored order.
+#: Column names and Arrow types, in stored order. "dictionary" is a dictionary-encoded
+#: string (int32 indices): these columns repeat a handful of values over millions of
+#: rows, and comparisons on them then cost an integer compare.
 COLUMNS: tuple[tuple[str, str], ...] = (
-    ("writer", "string"),
+    ("writer", "dictionary"),
     ("seq", "int64"),
     ("time", "int64"),
-    ("kind", "string"),
-    ("experiment_id", "string"),
-    ("run_id", "string"),
-    ("key", "string"),
+    ("kind", "dictionary"),
+    ("experiment_id", "dictionary"),
+    ("run_id", "dictionary"),
+    ("key", "dictionary"),
     ("value", "float64"),
     ("step", "int64"),
     ("timestamp", "int64"),
     ("text", "string"),
 )
+
+DICTIONARY_COLUMNS = [name for name, kind in COLUMNS if kind == "dictionary"]
 
 _SCHEMA = None
 
@@ -74,8 +78,13 @@ def event_schema() -> pa.Schema:
     if _SCHEMA is None:
         import pyarrow as pa
 
+        def arrow_type(kind: str) -> pa.DataType:
+            if kind == "dictionary":
+                return pa.dictionary(pa.int32(), pa.string())
+            return getattr(pa, kind)()
+
         _SCHEMA = pa.schema(
-            [pa.field(name, getattr(pa, kind)()) for name, kind in COLUMNS],
+            [pa.field(name, arrow_type(kind)) for name, kind in COLUMNS],
             metadata={"evtrack.schema_version": str(SCHEMA_VERSION)},
         )
     return _SCHEMA

@@ -170,6 +170,7 @@ class ActiveRun(Run):
         # The hot path appends straight to this list (see log_metric).
         self._buf = client.writer.metric_buffer(run.info.experiment_id, run.info.run_id)
         self._writer = client.writer
+        self._buf_limit = 4 * client.writer.buffer_limit
 
     def __enter__(self) -> ActiveRun:
         return self
@@ -320,7 +321,7 @@ def log_metric(
         return
     run = _run_stack[-1] if _run_stack else _current()
     buf = run._buf
-    buf.append(
+    buf.extend(
         (
             key if key in _known_keys else _new_key(key),
             value if type(value) is float else check_metric_value(value, key),
@@ -336,7 +337,7 @@ def log_metric(
     )
     if synchronous:
         run._writer.flush()
-    elif len(buf) >= run._writer.buffer_limit:
+    elif len(buf) >= run._buf_limit:
         run._writer.wake()
 
 

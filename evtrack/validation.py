@@ -324,7 +324,13 @@ def _metric_value_slow(value: Any, key: str | None, depth: int = 0) -> float:
                 try:
                     scalar = convert()
                 except (TypeError, ValueError, RuntimeError, IndexError):
-                    break
+                    raise _invalid_value(
+                        "value",
+                        value,
+                        f"{_metric_label(key)}Only a single number, or an array or tensor"
+                        " holding exactly one, can be logged here. Log arrays of points"
+                        " with the array API, or pick one element.",
+                    ) from None
                 if method == "numpy" and hasattr(scalar, "item"):
                     try:
                         scalar = scalar.item()
@@ -377,7 +383,8 @@ def check_step(step: Any, key: str | None = None) -> int:
     NumPy integers and whole floats (``3.0``) are converted; ``1.5``, NaN, bool and str are
     refused.
     """
-    if type(step) is int and INT64_MIN <= step <= INT64_MAX:
+    # Literal bounds and two comparisons: measurably faster than globals and a chain.
+    if type(step) is int and -0x8000000000000000 <= step and step <= 0x7FFFFFFFFFFFFFFF:
         return step
     return _step_slow(step, key)
 
@@ -403,24 +410,36 @@ def _timestamp_slow(timestamp: Any, key: str | None) -> int:
 
 def check_timestamp(timestamp: Any, key: str | None = None) -> int:
     """A timestamp in milliseconds since the epoch as a Python ``int`` (>= 0, int64)."""
-    if type(timestamp) is int and 0 <= timestamp <= INT64_MAX:
+    if type(timestamp) is int and 0 <= timestamp and timestamp <= 0x7FFFFFFFFFFFFFFF:
         return timestamp
     return _timestamp_slow(timestamp, key)
 
 
 def check_metric(key: Any, value: Any, step: Any, timestamp: Any) -> tuple[str, float, int, int]:
-    """All four checks of one metric point in one call: the cheapest form for ``log_metric``."""
-    try:
-        key = _KEY_CACHE[key]
-    except (KeyError, TypeError):
-        key = _check_key(key, "name", "metric")
-    if type(value) is not float:
-        value = _metric_value_slow(value, key)
-    if type(step) is not int or not INT64_MIN <= step <= INT64_MAX:
-        step = _step_slow(step, key)
-    if type(timestamp) is not int or not 0 <= timestamp <= INT64_MAX:
-        timestamp = _timestamp_slow(timestamp, key)
-    return key, value, step, timestamp
+    """All four checks of one metric point in one call: the cheapest form for ``log_metric``.
+
+    The common case (a known ``str`` key, a ``float``, two ``int``) is one boolean
+    expression; anything else goes through the per-field checks.
+    """
+    if (
+        type(key) is str  # exact str: a subclass could fake __eq__/__hash__
+        and key in _KEY_CACHE
+        and type(value) is float
+        and type(step) is int
+        and -0x8000000000000000 <= step
+        and step <= 0x7FFFFFFFFFFFFFFF
+        and type(timestamp) is int
+        and 0 <= timestamp
+        and timestamp <= 0x7FFFFFFFFFFFFFFF
+    ):
+        return key, value, step, timestamp
+    key = check_metric_key(key)
+    return (
+        key,
+        check_metric_value(value, key),
+        check_step(step, key),
+        check_timestamp(timestamp, key),
+    )
 
 
 # ---------------------------------------------------------------------------------------------

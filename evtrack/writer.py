@@ -61,8 +61,10 @@ class Writer:
         self.id = secrets.token_hex(8)
         self._seq = 0  # next event sequence number
         self._segments = 0  # next segment number
-        # (experiment_id, run_id) -> list of (key, value, step, timestamp): the hot path.
-        self._metrics: dict[tuple[str, str], list[tuple[str, float, int, int]]] = {}
+        # (experiment_id, run_id) -> flat list key, value, step, timestamp, key, value...
+        # The hot path extends it by one 4-tuple at a time: a single atomic C call, and
+        # no tuple kept alive, so the garbage collector has nothing to scan.
+        self._metrics: dict[tuple[str, str], list] = {}
         # (experiment_id, run_id or "_") -> list of (time, kind, key, value, text)
         self._events: dict[tuple[str, str], list[tuple[int, str, str, Any, Any]]] = {}
         # (experiment_id, run_id) -> list of Arrow tables of metric arrays
@@ -82,10 +84,11 @@ class Writer:
     # -- the hot path --------------------------------------------------------------
 
     def metric_buffer(self, experiment_id: str, run_id: str) -> list:
-        """The list that ``(key, value, step, timestamp)`` tuples are appended to.
+        """The flat list that metric points are added to, four items per point.
 
-        Callers keep this list and append to it directly; appending is atomic under the
-        GIL, and :meth:`flush` only ever removes a prefix of it.
+        Callers keep this list and call ``buf.extend((key, value, step, timestamp))``
+        directly: one ``extend`` is atomic under the GIL, so points from several threads
+        never interleave, and :meth:`flush` only ever removes a prefix of the list.
         """
         buf = self._metrics.get((experiment_id, run_id))
         if buf is None:
@@ -150,7 +153,7 @@ class Writer:
             arrays, self._arrays = self._arrays, {}
             metric_chunks = {}
             for scope, buf in self._metrics.items():
-                n = len(buf)
+                n = len(buf) // 4 * 4
                 if n:
                     metric_chunks[scope] = buf[:n]
                     del buf[:n]
@@ -165,7 +168,7 @@ class Writer:
                 parts.append(self._table(schema, scope, kinds, keys, values, None, None, texts, times))
             chunk = metric_chunks.get(scope)
             if chunk:
-                keys, values, steps, stamps = zip(*chunk)
+                keys, values, steps, stamps = _metric_columns(chunk)
                 parts.append(
                     self._table(schema, scope, "metric", keys, values, steps, stamps, None, stamps)
                 )
@@ -188,6 +191,7 @@ class Writer:
             self._pending.append((f"{self.store.events_dir(experiment_id)}/{name}", data))
 
     def _table(self, schema, scope, kinds, keys, values, steps, stamps, texts, times):
+        import numpy as np
         import pyarrow as pa
 
         n = len(keys)
@@ -202,20 +206,26 @@ class Writer:
                 return data.cast(typ) if data.type != typ else data
             return pa.array(data, typ)
 
-        string = pa.string()
+        def const(value):
+            # A dictionary column holding one value n times: no per-row string.
+            return pa.DictionaryArray.from_arrays(
+                pa.array(np.zeros(n, dtype=np.int32)), pa.array([value], pa.string())
+            )
+
+        dictionary = pa.dictionary(pa.int32(), pa.string())
         return pa.Table.from_arrays(
             [
-                pa.repeat(pa.scalar(self.id, string), n) if n else pa.array([], string),
-                pa.array(range(first, first + n), pa.int64()),
+                const(self.id),
+                pa.array(np.arange(first, first + n, dtype=np.int64)),
                 col(times, pa.int64()),
-                pa.repeat(pa.scalar(kinds, string), n) if isinstance(kinds, str) else col(kinds, string),
-                pa.repeat(pa.scalar(experiment_id, string), n),
-                pa.repeat(pa.scalar(None if run_id == "_" else run_id, string), n),
-                col(keys, string),
+                const(kinds) if isinstance(kinds, str) else col(kinds, dictionary),
+                const(experiment_id),
+                const(None if run_id == "_" else run_id),
+                col(keys, dictionary),
                 col(values, pa.float64()),
                 col(steps, pa.int64()),
                 col(stamps, pa.int64()),
-                col(texts, string),
+                col(texts, pa.string()),
             ],
             schema=schema,
         )
@@ -265,6 +275,19 @@ class Writer:
         self._buffer_lock = threading.Lock()
         self._wake = threading.Event()
         self._thread = None
+
+
+def _metric_columns(chunk: list) -> tuple:
+    """Arrow columns from a flat ``[key, value, step, timestamp, ...]`` list."""
+    import numpy as np
+    import pyarrow as pa
+
+    # Building a dictionary column of repeated keys is ~5x faster than pa.string().
+    keys = pa.array(chunk[0::4], pa.dictionary(pa.int32(), pa.string()))
+    values = pa.array(chunk[1::4], pa.float64())
+    steps = pa.array(np.array(chunk[2::4], dtype=np.int64))
+    stamps = pa.array(np.array(chunk[3::4], dtype=np.int64))
+    return keys, values, steps, stamps
 
 
 def flush_all() -> None:
