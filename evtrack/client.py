@@ -101,13 +101,15 @@ class MlflowClient:
         with self._state.lock:
             if self._state.default_ready:
                 return
-            if not self.store.list_segments(DEFAULT_EXPERIMENT_ID, scope="_"):
+            marker = self.store.path("experiments", DEFAULT_EXPERIMENT_ID, "experiment.json")
+            if not self.store.fs.exists(marker):
+                # Events first, marker last: whoever sees the marker also sees the events.
+                # Processes racing here both write the same attributes, which is harmless.
                 created = now_ms()
-                self.store.ensure_experiment_dir(DEFAULT_EXPERIMENT_ID, {"name": "Default"})
                 try:
                     self.store.claim_name(DEFAULT_EXPERIMENT_NAME, DEFAULT_EXPERIMENT_ID)
                 except ResourceAlreadyExists:
-                    pass  # someone renamed another experiment to "Default": keep theirs
+                    pass  # another experiment was renamed to "Default": keep theirs
                 self._experiment_events(
                     DEFAULT_EXPERIMENT_ID,
                     name=DEFAULT_EXPERIMENT_NAME,
@@ -117,6 +119,7 @@ class MlflowClient:
                     last_update_time=created,
                 )
                 self.writer.flush()
+                self.store.ensure_experiment_dir(DEFAULT_EXPERIMENT_ID, {"name": "Default"})
             self._state.default_ready = True
 
     def _experiment_events(self, experiment_id: str, **attrs: Any) -> None:
@@ -164,16 +167,19 @@ class MlflowClient:
         if artifact_location is not None:
             validation.check_experiment_artifact_location(artifact_location)
         self._ready()
-        if self.store.name_owner(name) is not None:
-            existing = self.get_experiment_by_name(name)
-            if existing is not None:
-                stage = "deleted " if existing.lifecycle_stage == "deleted" else ""
+        owner = self.store.name_owner(name)
+        if owner is not None:
+            found = self._experiments("experiment_id = ?", [owner])
+            if not found or found[0].name == name:
+                stage = found[0].lifecycle_stage if found else "active"
                 raise ResourceAlreadyExists(
-                    f"Experiment '{name}' already exists in {stage}state (id "
-                    f"{existing.experiment_id}). Choose another name"
-                    + (", or restore it." if stage else ".")
+                    f"Experiment '{name}' already exists in {stage} state (id {owner}). "
+                    "Choose another name"
+                    + (", or restore that experiment." if stage == "deleted" else ".")
                 )
-            self.store.release_name(name)  # a stale claim from a crashed create or rename
+            # The claim's experiment has since been renamed (a rename that crashed before
+            # releasing the old name): the claim is stale.
+            self.store.release_name(name)
         created = now_ms()
         experiment_id = self.store.claim_experiment_id({"name": name, "created": created})
         self.store.claim_name(name, experiment_id)

@@ -91,7 +91,18 @@ def set_experiment(
             except ResourceAlreadyExists:
                 pass  # created by a concurrent process a moment ago
             exp = client.get_experiment_by_name(experiment_name)
-            assert exp is not None
+            for _ in range(50):  # its events may be a moment behind its name claim
+                if exp is not None:
+                    break
+                time.sleep(0.02)
+                exp = client.get_experiment_by_name(experiment_name)
+            if exp is None:
+                from .errors import ExperimentNotFound
+
+                raise ExperimentNotFound(
+                    f"Experiment '{experiment_name}' is claimed but not readable; run "
+                    "`evtrack doctor --repair` if this persists."
+                )
     if exp.lifecycle_stage != "active":
         raise InvalidParameterValue(
             f"Cannot set a deleted experiment {exp.name!r} as the active experiment. "

@@ -267,7 +267,10 @@ class Writer:
         self.id = secrets.token_hex(8)
         self._seq = 0
         self._segments = 0
-        self._metrics = {}
+        # Keep the metric lists themselves: active runs hold references to them and keep
+        # logging into them in the child. Only the parent's buffered points are dropped.
+        for buf in self._metrics.values():
+            del buf[:]
         self._events = {}
         self._arrays = {}
         self._pending = []
