@@ -546,12 +546,8 @@ class MlflowClient:
             old = known.get(key)
             if old is None:
                 fresh[key] = value
-            elif old != value:
-                raise InvalidParameterValue(
-                    "Changing param values is not allowed. Param with key='"
-                    f"{key}' was already logged with value='{old}' for run ID='{run_id}'. "
-                    f"Attempted logging new value '{value}'."
-                )
+            else:
+                validation.check_param_unchanged(run_id, key, old, value)
         return fresh
 
     def log_param(self, run_id: str, key: str, value: Any, synchronous: bool | None = None) -> Any:
@@ -579,7 +575,8 @@ class MlflowClient:
         synchronous: bool | None = None,
     ) -> None:
         metrics, params, tags = list(metrics), list(params), list(tags)
-        validation.check_batch_limits(len(metrics), len(params), len(tags))
+        # No batch-size limit here: MLflow's client splits large batches into requests
+        # that fit, so callers never see one; the REST API enforces MLflow's limits.
         validation.check_param_keys_unique(p.key for p in params)
         experiment_id = self._experiment_of(run_id)
         points = [
