@@ -79,6 +79,16 @@ def _state(store: Store) -> _StoreState:
 class MlflowClient:
     """MLflow's client API, with MLflow's names, arguments, defaults and errors."""
 
+    def __new__(cls, tracking_uri: str | None = None, registry_uri: str | None = None):
+        if cls is MlflowClient:  # an http(s):// URI is an evtrack server: evtrack/remote.py
+            from .fluent import get_tracking_uri
+
+            if str(tracking_uri or get_tracking_uri()).startswith(("http://", "https://")):
+                from .remote import RemoteClient
+
+                cls = RemoteClient
+        return super().__new__(cls)
+
     def __init__(self, tracking_uri: str | None = None, registry_uri: str | None = None) -> None:
         from .fluent import get_tracking_uri
 
@@ -220,6 +230,8 @@ class MlflowClient:
         return found[0]
 
     def get_experiment_by_name(self, name: str) -> Experiment | None:
+        if not isinstance(name, str):
+            raise InvalidParameterValue(f"Invalid experiment name: {name!r}. Expects a string.")
         self._ready()
         owner = self.store.name_owner(name)
         if owner is None:
@@ -235,16 +247,14 @@ class MlflowClient:
         order_by: list[str] | None = None,
         page_token: str | None = None,
     ) -> PagedList:
-        from .search import compile_search_experiments, next_page_token
+        from .search import build_search_experiments
 
-        max_results = 1000 if max_results is None else max_results
-        sql, params, offset = compile_search_experiments(
-            view_type, filter_string, max_results, order_by, page_token
-        )
+        query = build_search_experiments(
+            view_type, filter_string, 1000 if max_results is None else max_results, order_by,
+            page_token,
+        )  # parse and check before touching the store
         con = self._read()
-        ids = [r[0] for r in con.execute(sql, params).fetchall()]
-        token = next_page_token(offset + max_results) if len(ids) > max_results else None
-        ids = ids[:max_results]
+        ids, token = query.page([r[0] for r in con.execute(query.sql, query.params).fetchall()])
         by_id = {e.experiment_id: e for e in self._experiments()}
         return PagedList([by_id[i] for i in ids if i in by_id], token)
 
@@ -669,20 +679,19 @@ class MlflowClient:
         order_by: list[str] | None = None,
         page_token: str | None = None,
     ) -> PagedList:
-        from .search import compile_search_runs, next_page_token
+        from .search import build_search_runs
 
         if isinstance(experiment_ids, (str, int)):
             experiment_ids = [experiment_ids]
         experiment_ids = [str(e) for e in experiment_ids]
-        sql, params, offset = compile_search_runs(
+        query = build_search_runs(
             experiment_ids, filter_string, run_view_type, max_results, order_by, page_token
-        )
+        )  # parse and check before touching the store
         self._ready()
         known = set(self.store.list_experiment_ids())
         con = self._read([e for e in experiment_ids if e in known])
-        ids = [r[0] for r in con.execute(sql, params).fetchall()]
-        token = next_page_token(offset + max_results) if len(ids) > max_results else None
-        return PagedList(self._runs_from(con, ids[:max_results]), token)
+        ids, token = query.page([r[0] for r in con.execute(query.sql, query.params).fetchall()])
+        return PagedList(self._runs_from(con, ids), token)
 
     # -- artifacts -------------------------------------------------------------------
 

@@ -12,7 +12,8 @@ The views (a public, versioned contract, see ``docs/sql.md``)::
     tags            experiment_id, run_id, key, value        (current tags)
     metrics         experiment_id, run_id, key, value, step, timestamp  (full history)
     latest_metrics  experiment_id, run_id, key, value, step, timestamp
-                    (per key: max step, then max timestamp, then max value - MLflow's rule)
+                    (per key: max step, then max timestamp, then max value with NaN
+                    counted as 0, then the first logged - MLflow's rule)
     artifacts       experiment_id, run_id, path, size, sha256, time   (current files)
     inputs          experiment_id, run_id, name, digest, context, dataset (JSON)
 
@@ -103,12 +104,12 @@ _VIEWS = {
         from (
             select experiment_id, run_id, key,
                    arg_max({'value': value, 'step': step, 'timestamp': timestamp},
-                           (step, timestamp, value)) as m
+                           (step, timestamp, if(isnan(value), 0, value), -time, -seq)) as m
             from ev where kind = 'metric' group by all
         )
     """,
     "artifacts": f"""
-        select * from (
+        select experiment_id, run_id, path, size, sha256, time from (
             select experiment_id, run_id, key as path,
                    arg_max_null(value, {_ORDER}) as written,
                    cast(json_extract(arg_max_null(text, {_ORDER}), '$.size') as bigint) as size,
@@ -129,32 +130,25 @@ VIEW_NAMES = tuple(_VIEWS)
 
 
 def load_events(
-    store: Store, experiment_ids: list[str] | None = None, run_id: str | None = None
+    store: Store,
+    experiment_ids: list[str] | None = None,
+    run_id: str | None = None,
+    history: bool = True,
 ) -> pa.Table:
-    """All events of some experiments (default: all) or of one run, as one Arrow table.
+    """Events of some experiments (default: all) or of one run, as one Arrow table.
 
-    A segment collected away between listing and reading makes the whole read start
-    again from a fresh listing.
+    Each experiment is read as its newest compaction manifest plus every segment that
+    manifest does not cover (see :mod:`evtrack.snapshot`). With ``history=False`` the
+    reduced compacted files are read instead of the full ones: every view then gives
+    the same answer except ``metrics`` and ``events``, which hold only the winning
+    events of compacted data (the search / ``get_run`` path).
+
+    A file collected away between listing and reading makes the read start again from
+    a fresh listing; a damaged segment is logged, counted and skipped.
     """
-    import pyarrow as pa
+    from .snapshot import read_events
 
-    from .events import event_schema
-
-    for attempt in range(5):
-        ids = store.list_experiment_ids() if experiment_ids is None else experiment_ids
-        paths = []
-        for experiment_id in ids:
-            paths.extend(p for p, _ in store.list_segments(experiment_id, scope=run_id))
-        try:
-            tables = store.read_segments(paths)
-        except FileNotFoundError:
-            if attempt == 4:
-                raise
-            continue
-        if not tables:
-            return event_schema().empty_table()
-        return pa.concat_tables(tables)
-    raise AssertionError("unreachable")
+    return read_events(store, experiment_ids, run_id, history)
 
 
 def connect(events: pa.Table) -> duckdb.DuckDBPyConnection:

@@ -134,12 +134,15 @@ def _fmt(options: Iterable[str]) -> str:
 _STRING = r"'(?:''|\\'|[^'])*'"  # sqlparse's rules, so the same text is one token
 _DQUOTED = r'"(?:""|\\"|[^"])*"'
 _BACKTICK = r"`(?:``|[^`])*`"
-_NUMBER = r"-?(?:\d+(?:\.\d+)?[eE]-?\d+|\d+\.\d*|\.\d+|\d+)(?!\w)"
+# MLflow (sqlparse) has no "+" in exponents; evtrack also reads Python's repr "1e+16".
+_NUMBER = r"-?(?:\d+(?:\.\d+)?[eE][-+]?\d+|\d+\.\d*|\.\d+|\d+)(?!\w)"
 _TOKEN_RE = re.compile(
     rf"(?P<ws>\s+)|(?P<string>{_STRING})|(?P<dquoted>{_DQUOTED})|(?P<backtick>{_BACKTICK})"
     rf"|(?P<number>{_NUMBER})|(?P<word>\w+)|(?P<op>[<>=!~]+)|(?P<punct>[,()])"
 )
-_AFTER_DOT_RE = re.compile(rf"(?P<word>\w+)|(?P<string>{_STRING})|(?P<dquoted>{_DQUOTED})|(?P<backtick>{_BACKTICK})")
+_AFTER_DOT_RE = re.compile(
+    rf"(?P<word>\w+)|(?P<string>{_STRING})|(?P<dquoted>{_DQUOTED})|(?P<backtick>{_BACKTICK})"
+)
 _NAME_KINDS = ("word", "backtick", "dquoted")
 
 
@@ -257,9 +260,7 @@ def _run_identifier(ident: _Identifier, valid_attributes: Iterable[str]) -> tupl
         if len(prefix) >= 2 and prefix[0] == prefix[-1] == "`":
             prefix = prefix[1:-1]
         if prefix not in _ENTITY_ALIASES:
-            raise InvalidFilter(
-                f"Invalid entity type '{prefix}'. Valid values are {_ENTITY_NAMES}"
-            )
+            raise InvalidFilter(f"Invalid entity type '{prefix}'. Valid values are {_ENTITY_NAMES}")
         entity = _ENTITY_ALIASES[prefix]
     key = ident.key
     if entity == "attribute":
@@ -386,7 +387,9 @@ def _string(raw: _Token | tuple[str, ...] | None, what: str) -> str:
             "Parameter value is either not quoted or unidentified quote types used for "
             f"string value {shown}. Use either single or double quotes."
         )
-    raise InvalidFilter(f"Expected a quoted string value for {what} (e.g. 'my-value'). Got value {shown}")
+    raise InvalidFilter(
+        f"Expected a quoted string value for {what} (e.g. 'my-value'). Got value {shown}"
+    )
 
 
 def _number(raw: _Token | tuple[str, ...] | None, message: str) -> int | float:
@@ -399,7 +402,9 @@ def _number(raw: _Token | tuple[str, ...] | None, message: str) -> int | float:
 
 def _check_comparator(comparator: str, valid: frozenset[str], what: str) -> None:
     if comparator not in valid:
-        raise InvalidFilter(f"Invalid comparator '{comparator}' for {what}: not one of '{_fmt(valid)}'")
+        raise InvalidFilter(
+            f"Invalid comparator '{comparator}' for {what}: not one of '{_fmt(valid)}'"
+        )
 
 
 def _run_comparison(
@@ -413,7 +418,9 @@ def _run_comparison(
         )
     if entity == "metric":
         _check_comparator(comparator, _NUMERIC_CMP, "metrics")
-        return Comparison(entity, key, comparator, float(_number(raw, "Expected numeric value type for metric")))
+        return Comparison(
+            entity, key, comparator, float(_number(raw, "Expected numeric value type for metric"))
+        )
     if entity in ("parameter", "tag"):
         _check_comparator(comparator, _KEY_VALUE_CMP, f"{entity}s")
         value = None if comparator in _NULL_CMP else _string(raw, entity)
@@ -467,10 +474,10 @@ def _experiment_comparison(
         )
     if key in _EXPERIMENT_NUMERIC:
         _check_comparator(comparator, _NUMERIC_CMP, f"numeric attribute '{key}'")
-        value = _number(raw, f"Expected numeric value type for numeric attribute: {key}")
-        if isinstance(value, float):
-            raise InvalidFilter(f"Invalid value for numeric attribute '{key}': {str(value)!r}")
-        return Comparison(entity, key, comparator, value)
+        number = _number(raw, f"Expected numeric value type for numeric attribute: {key}")
+        if isinstance(number, float):
+            raise InvalidFilter(f"Invalid value for numeric attribute '{key}': {str(number)!r}")
+        return Comparison(entity, key, comparator, number)
     if key == "experiment_id":
         _check_comparator(comparator, frozenset({"=", "!="}) | _LIST_CMP, "experiment_id")
     else:
