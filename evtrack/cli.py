@@ -61,13 +61,20 @@ def _table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join(s.rstrip() for s in out)
 
 
+def _json_value(value: Any) -> Any:
+    # DECIMAL columns (e.g. the literal 1.5) come back as Decimal: JSON numbers, not text.
+    from decimal import Decimal
+
+    return float(value) if isinstance(value, Decimal) else str(value)
+
+
 def _emit(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str) -> None:
     if fmt == "csv":
         writer = csv.writer(sys.stdout, lineterminator="\n")
         writer.writerow(columns)
         writer.writerows(rows)
     elif fmt == "json":
-        click.echo(json.dumps([dict(zip(columns, r)) for r in rows], default=str, indent=2))
+        click.echo(json.dumps([dict(zip(columns, r)) for r in rows], default=_json_value, indent=2))
     else:
         click.echo(_table(columns, rows))
 
@@ -288,6 +295,22 @@ def artifacts_log_artifact(
     click.echo(f"Logged artifact from local file {local_file} to artifact_path={artifact_path}")
 
 
+# -- ui ---------------------------------------------------------------------------------
+
+
+@main.command("ui")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--port", default=5000, show_default=True, type=int, help="Port (0: any free).")
+@click.option("--threads", default=8, show_default=True, type=int, help="Worker threads.")
+@pass_ctx
+@_errors
+def ui_command(obj: _Context, host: str, port: int, threads: int) -> None:
+    """Serve the read-only web view of the store (see docs/web.md)."""
+    from .web import serve
+
+    serve(obj.tracking_uri, host=host, port=port, threads=threads)
+
+
 # -- sql --------------------------------------------------------------------------------
 
 
@@ -309,6 +332,206 @@ def sql_command(obj: _Context, query: str, fmt: str) -> None:
     if rel is None:
         return
     _emit(rel.columns, rel.fetchall(), fmt)
+
+
+# -- server (evtrack/server) ------------------------------------------------------------
+
+
+@main.command("server")
+@click.option(
+    "--backend-store-uri",
+    default=None,
+    help="Store URL (a folder, file://, s3://...). Default: --tracking-uri / ./evruns.",
+)
+@click.option(
+    "--default-artifact-root",
+    default=None,
+    help="Artifact root for new experiments (any fsspec URL); served to clients as "
+    "mlflow-artifacts:/. Default: inside the store.",
+)
+@click.option("--serve-artifacts/--no-serve-artifacts", default=True, show_default=True)
+@click.option("--host", "-h", default="127.0.0.1", show_default=True)
+@click.option("--port", "-p", default=5000, type=int, show_default=True)
+@click.option("--workers", "-w", default=1, type=int, show_default=True,
+              help="Worker processes; more than 1 runs gunicorn.")
+@click.option("--auth-token", envvar="EVTRACK_SERVER_AUTH_TOKEN", default=None,
+              help="Require 'Authorization: Bearer <token>' for writes.")
+@click.option("--users-file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Require basic auth for writes; lines of user:password or user:sha256:<hex>.")
+@click.option("--auth-reads", is_flag=True, help="Require credentials for reads too.")
+@click.option("--read-only", is_flag=True, help="Refuse every write (403).")
+@pass_ctx
+@_errors
+def server_command(
+    obj: _Context,
+    backend_store_uri: str | None,
+    default_artifact_root: str | None,
+    serve_artifacts: bool,
+    host: str,
+    port: int,
+    workers: int,
+    auth_token: str | None,
+    users_file: str | None,
+    auth_reads: bool,
+    read_only: bool,
+) -> None:
+    """Serve MLflow's REST API, the artifact proxy and evtrack's own API."""
+    from .server import Auth, run_server
+    from .store import resolve_uri
+
+    auth = None
+    if users_file:
+        auth = Auth.from_users_file(users_file, token=auth_token, protect_reads=auth_reads)
+    elif auth_token:
+        auth = Auth(token=auth_token, protect_reads=auth_reads)
+    run_server(
+        resolve_uri(backend_store_uri or obj.tracking_uri),
+        default_artifact_root,
+        host=host,
+        port=port,
+        workers=workers,
+        serve_artifacts=serve_artifacts,
+        auth=auth,
+        read_only=read_only,
+    )
+
+
+# -- maintenance: compact, gc, doctor -------------------------------------------------------
+
+
+def _store(obj: _Context):
+    from .store import get_store, resolve_uri
+
+    store = get_store(resolve_uri(obj.tracking_uri))
+    store.ensure()
+    return store
+
+
+def _duration(text: str) -> float:
+    """Seconds from '30d', '12h', '15m', '45s' or a plain number of seconds."""
+    units = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+    text = text.strip().lower()
+    try:
+        if text and text[-1] in units:
+            return float(text[:-1]) * units[text[-1]]
+        return float(text)
+    except ValueError:
+        raise click.BadParameter(f"{text!r}: use e.g. 30d, 12h, 15m, 45s") from None
+
+
+@main.command("compact")
+@click.option("--run", "run_id", default=None, help="Compact one run.")
+@click.option("--experiment", "experiment_id", default=None, help="Compact one experiment.")
+@click.option("--all", "all_", is_flag=True, help="Compact every experiment (the default).")
+@pass_ctx
+@_errors
+def compact_command(
+    obj: _Context, run_id: str | None, experiment_id: str | None, all_: bool
+) -> None:
+    """Merge segments into sorted Parquet files and publish a new manifest."""
+    from . import compaction
+
+    store = _store(obj)
+    if run_id:
+        owner = experiment_id or store.experiment_of_run(run_id)
+        if owner is None:
+            from .errors import RunNotFound
+
+            raise RunNotFound(f"Run with id={run_id} not found")
+        results = [compaction.compact_run(store, owner, run_id)]
+    elif experiment_id and not all_:
+        results = [compaction.compact_experiment(store, experiment_id)]
+    else:
+        results = compaction.compact_all(store)
+    for r in results:
+        what = f"run {r.run_id}" if r.run_id else f"experiment {r.experiment_id}"
+        if r.gave_up:
+            state = "gave up (lost every race; nothing changed)"
+        else:
+            state = f"{r.segments} segments, {r.events} events -> manifest {r.version}"
+        click.echo(f"{what}: {state} in {r.seconds:.3f}s")
+
+
+@main.command("gc")
+@click.option(
+    "--older-than",
+    default=None,
+    help="Only purge runs deleted longer ago than this (30d, 12h, 15m, 45s). "
+    "Default: every deleted run, as `mlflow gc`.",
+)
+@click.option("--grace", default=None, help="Grace period for replaced files (default: setting).")
+@click.option("--keep-deleted-runs", is_flag=True, help="Do not purge deleted runs.")
+@pass_ctx
+@_errors
+def gc_command(
+    obj: _Context, older_than: str | None, grace: str | None, keep_deleted_runs: bool
+) -> None:
+    """Delete replaced segments and files, and purge deleted runs for good."""
+    from .maintenance import gc
+
+    report = gc(
+        _store(obj),
+        _duration(older_than) if older_than else None,
+        grace_seconds=_duration(grace) if grace else None,
+        delete_runs=not keep_deleted_runs,
+    )
+    click.echo(
+        f"deleted {report.segments_deleted} segments, {report.compacted_files_deleted} "
+        f"compacted files, {report.manifests_deleted} manifests, "
+        f"{report.temp_files_deleted} temporary files, {len(report.runs_deleted)} runs"
+    )
+    for error in report.errors:
+        click.echo(f"error: {error}", err=True)
+    if report.errors:
+        sys.exit(1)
+
+
+@main.command("doctor")
+@click.option("--repair", is_flag=True, help="Rebuild derived files from the segments.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+@pass_ctx
+@_errors
+def doctor_command(obj: _Context, repair: bool, fmt: str) -> None:
+    """Check every file of the store; exit 1 if a problem is left."""
+    from dataclasses import asdict
+
+    from .maintenance import doctor
+
+    report = doctor(_store(obj), repair=repair)
+    if fmt == "json":
+        body = asdict(report)
+        body["ok"] = report.ok
+        click.echo(json.dumps(body, indent=2))
+    else:
+        _emit(
+            ["severity", "kind", "path", "detail", "repaired"],
+            [(f.severity, f.kind, f.path, f.detail, f.repaired) for f in report.findings],
+            "table",
+        )
+        click.echo(
+            f"{report.experiments} experiments, {report.segments} segments, "
+            f"{report.compacted_files} compacted files, {report.events} events: "
+            + ("ok" if report.ok else f"{len(report.problems)} problems")
+        )
+    if not report.ok:
+        sys.exit(1)
+
+
+@main.command("sync")
+@click.argument("server_url", required=False)
+@pass_ctx
+@_errors
+def sync_command(obj: _Context, server_url: str | None) -> None:
+    """Send events spooled while an evtrack server was unreachable (idempotent)."""
+    from .remote import sync_spool
+
+    url = server_url or obj.tracking_uri
+    if not url or not url.startswith(("http://", "https://")):
+        raise click.UsageError("Give the server URL (or --tracking-uri http://host:port).")
+    sent, left = sync_spool(url)
+    click.echo(f"Sent {sent} segment(s) to {url}; {left} still spooled.")
+    if left:
+        sys.exit(1)
 
 
 if __name__ == "__main__":  # pragma: no cover

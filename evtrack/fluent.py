@@ -272,6 +272,8 @@ def end_run(status: str = "FINISHED") -> None:
 
 
 def _compact_quietly(run: ActiveRun) -> None:
+    if getattr(run._client.store, "is_remote", False):
+        return  # logging to an evtrack server: compaction is the server side's job
     try:
         from .compaction import compact_run
     except ImportError:
@@ -376,7 +378,10 @@ def log_metrics(
             synchronous=synchronous,
         )
         return
-    for key, value in metrics.items():
+    # Check every point before buffering any, so a bad value leaves nothing logged.
+    checked = [(check_metric_key(k), check_metric_value(v, k)) for k, v in metrics.items()]
+    step = None if step is None else check_step(step)
+    for key, value in checked:
         log_metric(key, value, step, False, ts)
     if synchronous:
         _run_stack[-1]._writer.flush()

@@ -104,6 +104,45 @@ SETTINGS: tuple[Setting, ...] = (
         "EVTRACK_USER",
         "User recorded in mlflow.user (default: the login name).",
     ),
+    # -- logging to an evtrack server over HTTP (evtrack/remote.py) --
+    Setting(
+        "tracking_token",
+        None,
+        "EVTRACK_TRACKING_TOKEN",
+        "Bearer token sent to an http(s):// tracking server (its --auth-token).",
+    ),
+    Setting(
+        "tracking_username",
+        None,
+        "EVTRACK_TRACKING_USERNAME",
+        "Basic-auth user for an http(s):// tracking server (its --users-file).",
+    ),
+    Setting(
+        "tracking_password",
+        None,
+        "EVTRACK_TRACKING_PASSWORD",
+        "Basic-auth password for an http(s):// tracking server.",
+    ),
+    Setting(
+        "http_timeout",
+        30.0,
+        "EVTRACK_HTTP_TIMEOUT",
+        "Seconds to wait for a tracking server's answer before retrying.",
+        float,
+    ),
+    Setting(
+        "http_retries",
+        3,
+        "EVTRACK_HTTP_RETRIES",
+        "Retries (exponential backoff from 0.25 s) of a request that failed to connect or got 429/5xx.",
+        int,
+    ),
+    Setting(
+        "spool_dir",
+        None,
+        "EVTRACK_SPOOL_DIR",
+        "Where segments wait when the tracking server is unreachable at exit (`evtrack sync` sends them). Default: ~/.cache/evtrack/spool.",
+    ),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}

@@ -299,6 +299,11 @@ def flush_all() -> None:
         try:
             writer.flush()
         except Exception as exc:  # noqa: BLE001
+            spool = getattr(writer.store, "spool", None)  # a remote server's sink keeps them
+            if spool is not None:
+                spool(writer._pending)
+                writer._pending.clear()
+                continue
             _log.error("evtrack: could not flush events to %s at exit: %s", writer.store.uri, exc)
 
 

@@ -1,0 +1,631 @@
+"""Logging to an ``evtrack server`` over HTTP: ``set_tracking_uri("http://host:5000")``.
+
+Two parts:
+
+* :class:`HttpSink` stands in for the :class:`~evtrack.store.Store` under the process's
+  :class:`~evtrack.writer.Writer`. The writer builds its segments exactly as for a local
+  store (one per run per flush, Parquet+zstd for metric series, JSONL for small ones);
+  the sink PUTs each to ``/api/evtrack/segments/<experiment_id>/<segment name>``. The
+  name is ``<run>.<writer id>-<sequence>``, and the server writes it create-only, so a
+  retry after a timeout or a 5xx can never store an event twice. JSONL segments are
+  gzipped; Parquet ones are already compressed. Failed PUTs are retried with
+  exponential backoff (``http_retries``, ``http_timeout``); if the server is still
+  unreachable when the process exits, the segments go to a local spool folder
+  (``spool_dir``) and ``evtrack sync`` sends them later. Nothing is dropped silently.
+* :class:`RemoteClient` is :class:`~evtrack.client.MlflowClient` with reads and
+  metadata calls (create/get/search experiments and runs, metric history, SQL) sent to
+  the server's REST API, and log calls going through the writer and the sink, so the
+  hot path (``log_metric`` in a loop) costs the same as logging to a local folder.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import http.client
+import json
+import logging
+import os
+import posixpath
+import threading
+import time
+import urllib.parse
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from . import settings
+from .client import MlflowClient, PagedList, _state
+from .entities import Experiment, FileInfo, Metric, Run, RunData, RunInfo, ViewType
+from .errors import EvtrackError, StoreError, error_for_code
+from .writer import get_writer
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pyarrow as pa
+
+__all__ = ["HttpSink", "RemoteClient", "get_sink", "sync_spool"]
+
+_log = logging.getLogger(__name__)
+_RETRY_STATUS = {429, 500, 502, 503, 504}
+
+
+def is_http_uri(uri: str | None) -> bool:
+    return bool(uri) and str(uri).startswith(("http://", "https://"))
+
+
+class ServerUnreachable(StoreError):
+    """The server did not answer (or answered 5xx) after every retry."""
+
+
+class _Http:
+    """A tiny keep-alive HTTP client (one connection per thread), stdlib only."""
+
+    def __init__(self, base_url: str) -> None:
+        parsed = urllib.parse.urlsplit(base_url)
+        self.base_url = base_url.rstrip("/")
+        self.scheme = parsed.scheme
+        self.netloc = parsed.netloc
+        self.prefix = parsed.path.rstrip("/")
+        self._local = threading.local()
+        self.timeout = settings.get("http_timeout")
+        self.retries = settings.get("http_retries")
+        token = settings.get("tracking_token")
+        user, password = settings.get("tracking_username"), settings.get("tracking_password")
+        self.auth: str | None = None
+        if token:
+            self.auth = f"Bearer {token}"
+        elif user:
+            creds = base64.b64encode(f"{user}:{password or ''}".encode()).decode()
+            self.auth = f"Basic {creds}"
+
+    def _conn(self) -> http.client.HTTPConnection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            cls = (
+                http.client.HTTPSConnection
+                if self.scheme == "https"
+                else http.client.HTTPConnection
+            )
+            conn = self._local.conn = cls(self.netloc, timeout=self.timeout)
+        return conn
+
+    def _drop(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+        self._local.conn = None
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        retries: int | None = None,
+    ) -> tuple[int, bytes]:
+        """(status, body); retries connection errors and 429/5xx with backoff."""
+        headers = dict(headers or {})
+        if self.auth:
+            headers["Authorization"] = self.auth
+        attempts = 1 + (self.retries if retries is None else retries)
+        last: Exception | None = None
+        for attempt in range(attempts):
+            if attempt:
+                time.sleep(min(0.25 * 2 ** (attempt - 1), 8.0))
+            try:
+                conn = self._conn()
+                conn.request(method, self.prefix + path, body=body, headers=headers)
+                resp = conn.getresponse()
+                data = resp.read()
+            except (OSError, http.client.HTTPException) as exc:
+                self._drop()
+                last = exc
+                continue
+            if resp.status in _RETRY_STATUS and attempt + 1 < attempts:
+                last = _http_error(resp.status, data)
+                continue
+            return resp.status, data
+        raise ServerUnreachable(f"evtrack server {self.base_url} unreachable: {last}")
+
+    def call(self, method: str, path: str, payload: dict[str, Any] | None = None) -> Any:
+        """A JSON API call; raises the server's error as the matching EvtrackError."""
+        if method == "GET" and payload:
+            query = urllib.parse.urlencode(
+                [(k, x) for k, v in payload.items() for x in (v if isinstance(v, list) else [v])]
+            )
+            status, data = self.request("GET", f"{path}?{query}")
+        else:
+            body = json.dumps(payload or {}).encode()
+            status, data = self.request(method, path, body, {"Content-Type": "application/json"})
+        if status != 200:
+            raise _http_error(status, data)
+        return json.loads(data) if data else {}
+
+
+def _http_error(status: int, data: bytes) -> EvtrackError:
+    try:
+        body = json.loads(data)
+        return error_for_code(body["error_code"], body["message"])
+    except (ValueError, KeyError, TypeError):
+        text = data[:500].decode("utf-8", "replace")
+        return EvtrackError(f"HTTP {status}: {text}")
+
+
+# -- the sink under the writer ---------------------------------------------------------
+
+
+class HttpSink:
+    """What the :class:`~evtrack.writer.Writer` writes segments to, for an HTTP URI."""
+
+    is_local = False
+    is_remote = True
+
+    def __init__(self, uri: str) -> None:
+        self.uri = uri.rstrip("/")
+        self.http = _Http(self.uri)
+        self.storage_options: dict[str, Any] = {}
+
+    def __repr__(self) -> str:
+        return f"HttpSink({self.uri!r})"
+
+    def events_dir(self, experiment_id: str) -> str:
+        return experiment_id
+
+    def put(self, path: str, data: bytes, *, create_only: bool = False) -> None:
+        experiment_id, name = path.split("/", 1)
+        send_segment(self.http, experiment_id, name, data)
+
+    def spool(self, segments: Iterable[tuple[str, bytes]]) -> None:
+        """Keep segments that could not be sent in the spool folder (``evtrack sync``)."""
+        folder = spool_folder(self.uri)
+        n = 0
+        for path, data in segments:
+            experiment_id, name = path.split("/", 1)
+            target = os.path.join(folder, experiment_id, name)
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            tmp = target + ".part"
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, target)
+            n += 1
+        if n:
+            _log.warning(
+                "evtrack: server %s unreachable; %d segment(s) kept in %s. "
+                "Run `evtrack sync` to send them.",
+                self.uri,
+                n,
+                folder,
+            )
+
+
+def send_segment(http: _Http, experiment_id: str, name: str, data: bytes) -> None:
+    headers = {"Content-Type": "application/octet-stream"}
+    body = data
+    if name.endswith(".jsonl"):
+        body = gzip.compress(data, compresslevel=5)
+        headers["Content-Encoding"] = "gzip"
+    path = f"/api/evtrack/segments/{urllib.parse.quote(experiment_id)}/{urllib.parse.quote(name)}"
+    status, resp = http.request("PUT", path, body, headers)
+    if status != 200:
+        raise _http_error(status, resp)
+
+
+_SINKS: dict[str, HttpSink] = {}
+_SINKS_LOCK = threading.Lock()
+
+
+def get_sink(uri: str) -> HttpSink:
+    with _SINKS_LOCK:
+        sink = _SINKS.get(uri.rstrip("/"))
+        if sink is None:
+            sink = _SINKS[uri.rstrip("/")] = HttpSink(uri)
+        return sink
+
+
+def spool_folder(uri: str) -> str:
+    root = settings.get("spool_dir") or os.path.join(
+        os.path.expanduser("~"), ".cache", "evtrack", "spool"
+    )
+    safe = urllib.parse.quote(uri.rstrip("/"), safe="")
+    return os.path.join(root, safe)
+
+
+def sync_spool(uri: str) -> tuple[int, int]:
+    """Send every spooled segment for ``uri``; returns (sent, still spooled).
+
+    Safe to run any number of times, even concurrently with a training process: the
+    server stores each segment name once, and a file is removed only after a 200.
+    """
+    folder = spool_folder(uri)
+    http = _Http(uri)
+    sent = left = 0
+    if not os.path.isdir(folder):
+        return 0, 0
+    for experiment_id in sorted(os.listdir(folder)):
+        sub = os.path.join(folder, experiment_id)
+        for name in sorted(os.listdir(sub)):
+            if name.endswith(".part"):
+                continue
+            path = os.path.join(sub, name)
+            with open(path, "rb") as f:
+                data = f.read()
+            try:
+                send_segment(http, experiment_id, name, data)
+            except EvtrackError as exc:
+                _log.error("evtrack sync: %s/%s not sent: %s", experiment_id, name, exc)
+                left += 1
+                continue
+            os.unlink(path)
+            sent += 1
+    return sent, left
+
+
+# -- the client ------------------------------------------------------------------------
+
+
+def _run_from_json(body: dict[str, Any]) -> Run:
+    info = body["info"]
+    data = body.get("data") or {}
+    metric_objs = [
+        Metric(m["key"], _float(m["value"]), int(m.get("timestamp", 0)), int(m.get("step", 0)))
+        for m in data.get("metrics", [])
+    ]
+    run_data = RunData(
+        metrics={m.key: m.value for m in metric_objs},
+        params={p["key"]: p.get("value", "") for p in data.get("params", [])},
+        tags={t["key"]: t.get("value", "") for t in data.get("tags", [])},
+        _metric_objs=metric_objs,
+    )
+    run_info = RunInfo(
+        run_id=info["run_id"],
+        experiment_id=info["experiment_id"],
+        user_id=info.get("user_id", ""),
+        status=info.get("status", "RUNNING"),
+        start_time=info.get("start_time"),
+        end_time=info.get("end_time"),
+        lifecycle_stage=info.get("lifecycle_stage", "active"),
+        artifact_uri=info.get("artifact_uri", ""),
+        run_name=info.get("run_name", ""),
+    )
+    return Run(run_info, run_data)
+
+
+def _float(value: Any) -> float:
+    return float(value)  # "NaN", "Infinity", "-Infinity" parse as Python floats
+
+
+def _experiment_from_json(body: dict[str, Any]) -> Experiment:
+    return Experiment(
+        experiment_id=body["experiment_id"],
+        name=body["name"],
+        artifact_location=body.get("artifact_location", ""),
+        lifecycle_stage=body.get("lifecycle_stage", "active"),
+        tags={t["key"]: t.get("value", "") for t in body.get("tags", [])},
+        creation_time=body.get("creation_time"),
+        last_update_time=body.get("last_update_time"),
+    )
+
+
+_VIEW_NAMES = {1: "ACTIVE_ONLY", 2: "DELETED_ONLY", 3: "ALL"}
+API = "/api/2.0/mlflow"
+
+
+class RemoteClient(MlflowClient):
+    """:class:`MlflowClient` for an ``http(s)://`` tracking URI (an evtrack server)."""
+
+    def __init__(self, tracking_uri: str | None = None, registry_uri: str | None = None) -> None:
+        from .fluent import get_tracking_uri
+
+        self._tracking_uri = (tracking_uri or get_tracking_uri()).rstrip("/")
+        self.store = get_sink(self._tracking_uri)  # type: ignore[assignment]
+        self.http = self.store.http
+        self.writer = get_writer(self.store)  # type: ignore[arg-type]
+        self._state = _state(self.store)  # type: ignore[arg-type]
+
+    # -- plumbing ------------------------------------------------------------------
+
+    def _ready(self) -> None:
+        return None
+
+    def _call(self, method: str, path: str, payload: dict[str, Any] | None = None) -> Any:
+        return self.http.call(method, API + path, payload)
+
+    def _experiment_of(self, run_id: str) -> str:
+        experiment_id = self._state.run_experiment.get(run_id)
+        if experiment_id is None:
+            experiment_id = self.get_run(run_id).info.experiment_id
+        return experiment_id
+
+    def _read(self, experiment_ids=None, run_id=None):  # pragma: no cover - guard
+        raise NotImplementedError("a remote client reads through the server's REST API")
+
+    # -- experiments -----------------------------------------------------------------
+
+    def create_experiment(self, name, artifact_location=None, tags=None) -> str:
+        payload: dict[str, Any] = {"name": name}
+        if artifact_location:
+            payload["artifact_location"] = artifact_location
+        if tags:
+            payload["tags"] = [{"key": k, "value": str(v)} for k, v in tags.items()]
+        return self._call("POST", "/experiments/create", payload)["experiment_id"]
+
+    def get_experiment(self, experiment_id: str) -> Experiment:
+        body = self._call("GET", "/experiments/get", {"experiment_id": str(experiment_id)})
+        return _experiment_from_json(body["experiment"])
+
+    def get_experiment_by_name(self, name: str) -> Experiment | None:
+        from .errors import ResourceDoesNotExist
+
+        try:
+            body = self._call("GET", "/experiments/get-by-name", {"experiment_name": name})
+        except ResourceDoesNotExist:
+            return None
+        return _experiment_from_json(body["experiment"])
+
+    def search_experiments(
+        self,
+        view_type: int = ViewType.ACTIVE_ONLY,
+        max_results: int | None = None,
+        filter_string: str | None = None,
+        order_by: list[str] | None = None,
+        page_token: str | None = None,
+    ) -> PagedList:
+        payload: dict[str, Any] = {
+            "view_type": _VIEW_NAMES[view_type],
+            "max_results": 1000 if max_results is None else max_results,
+        }
+        if filter_string:
+            payload["filter"] = filter_string
+        if order_by:
+            payload["order_by"] = list(order_by)
+        if page_token:
+            payload["page_token"] = page_token
+        body = self._call("POST", "/experiments/search", payload)
+        exps = [_experiment_from_json(e) for e in body.get("experiments", [])]
+        return PagedList(exps, body.get("next_page_token"))
+
+    def rename_experiment(self, experiment_id: str, new_name: str) -> None:
+        self._call(
+            "POST", "/experiments/update", {"experiment_id": experiment_id, "new_name": new_name}
+        )
+
+    def delete_experiment(self, experiment_id: str) -> None:
+        self._call("POST", "/experiments/delete", {"experiment_id": str(experiment_id)})
+
+    def restore_experiment(self, experiment_id: str) -> None:
+        self._call("POST", "/experiments/restore", {"experiment_id": str(experiment_id)})
+
+    def set_experiment_tag(self, experiment_id: str, key: str, value: Any) -> None:
+        self._call(
+            "POST",
+            "/experiments/set-experiment-tag",
+            {"experiment_id": str(experiment_id), "key": key, "value": str(value)},
+        )
+
+    def delete_experiment_tag(self, experiment_id: str, key: str) -> None:
+        self._call(
+            "POST",
+            "/experiments/delete-experiment-tag",
+            {"experiment_id": experiment_id, "key": key},
+        )
+
+    # -- runs --------------------------------------------------------------------------
+
+    def create_run(
+        self, experiment_id, start_time=None, tags=None, run_name=None, *, run_id=None, user_id=None
+    ) -> Run:
+        from .context import user_name
+        from .writer import now_ms
+
+        if run_id is not None:
+            raise EvtrackError("A remote client cannot choose the run id of a new run.")
+        tags = {k: str(v) for k, v in (tags or {}).items()}
+        payload: dict[str, Any] = {
+            "experiment_id": str(experiment_id),
+            "start_time": now_ms() if start_time is None else start_time,
+            "user_id": user_id or tags.get("mlflow.user") or user_name(),
+            "tags": [{"key": k, "value": v} for k, v in tags.items()],
+        }
+        if run_name:
+            payload["run_name"] = run_name
+        run = _run_from_json(self._call("POST", "/runs/create", payload)["run"])
+        self._state.run_experiment[run.info.run_id] = run.info.experiment_id
+        self._state.params[run.info.run_id] = {}
+        return run
+
+    def get_run(self, run_id: str) -> Run:
+        run = _run_from_json(self._call("GET", "/runs/get", {"run_id": run_id})["run"])
+        self._state.run_experiment[run_id] = run.info.experiment_id
+        return run
+
+    def _check_params(self, run_id: str, params: dict[str, str]) -> dict[str, str]:
+        if self._state.params.get(run_id) is None:
+            self.writer.flush()
+            self._state.params[run_id] = dict(self.get_run(run_id).data.params)
+        return super()._check_params(run_id, params)
+
+    def search_runs(
+        self,
+        experiment_ids,
+        filter_string: str = "",
+        run_view_type: int = ViewType.ACTIVE_ONLY,
+        max_results: int = 1000,
+        order_by: list[str] | None = None,
+        page_token: str | None = None,
+    ) -> PagedList:
+        self.writer.flush()  # a process reads its own writes
+        if isinstance(experiment_ids, (str, int)):
+            experiment_ids = [experiment_ids]
+        payload: dict[str, Any] = {
+            "experiment_ids": [str(e) for e in experiment_ids],
+            "filter": filter_string or "",
+            "run_view_type": _VIEW_NAMES[run_view_type],
+            "max_results": max_results,
+        }
+        if order_by:
+            payload["order_by"] = list(order_by)
+        if page_token:
+            payload["page_token"] = page_token
+        body = self._call("POST", "/runs/search", payload)
+        return PagedList(
+            [_run_from_json(r) for r in body.get("runs", [])], body.get("next_page_token")
+        )
+
+    def get_metric_history_arrow(self, run_id: str, key: str) -> pa.Table:
+        import pyarrow as pa
+
+        self.writer.flush()
+        steps: list[int] = []
+        stamps: list[int] = []
+        values: list[float] = []
+        token = None
+        while True:
+            payload: dict[str, Any] = {"run_id": run_id, "metric_key": key, "max_results": 25000}
+            if token:
+                payload["page_token"] = token
+            body = self._call("GET", "/metrics/get-history", payload)
+            for m in body.get("metrics", []):
+                steps.append(int(m.get("step", 0)))
+                stamps.append(int(m.get("timestamp", 0)))
+                values.append(_float(m["value"]))
+            token = body.get("next_page_token")
+            if not token:
+                break
+        table = pa.table(
+            {
+                "step": pa.array(steps, pa.int64()),
+                "timestamp": pa.array(stamps, pa.int64()),
+                "value": pa.array(values, pa.float64()),
+            }
+        )
+        return table.sort_by([("step", "ascending"), ("timestamp", "ascending")])
+
+    # -- artifacts -------------------------------------------------------------------
+
+    def _artifacts(self, run_id: str):
+        run = self.get_run(run_id)
+        uri = run.info.artifact_uri
+        if uri.startswith("mlflow-artifacts:"):
+            return run, ProxiedArtifacts(self.http, uri)
+        from .artifacts import ArtifactRepository
+
+        return run, ArtifactRepository(uri)
+
+    def _record_artifacts(self, run: Run, written) -> None:
+        if run.info.artifact_uri.startswith("mlflow-artifacts:"):
+            return  # the server's proxy recorded them
+        super()._record_artifacts(run, written)
+
+    # -- evtrack extras --------------------------------------------------------------
+
+    def sql(self, query: str, params: list | dict | None = None):
+        """Run read-only SQL on the server; returns a DuckDB relation over the result."""
+        import duckdb
+        import pyarrow as pa
+
+        payload: dict[str, Any] = {"query": query}
+        if params is not None:
+            payload["params"] = params
+        body = self.http.call("POST", "/api/evtrack/sql", payload)
+        columns = body["columns"]
+        data = {c: [row[i] for row in body["rows"]] for i, c in enumerate(columns)}
+        return duckdb.from_arrow(pa.table(data) if columns else pa.table({}))
+
+
+class ProxiedArtifacts:
+    """A run's artifacts through the server's ``mlflow-artifacts`` proxy."""
+
+    def __init__(self, http: _Http, artifact_uri: str) -> None:
+        self.http = http
+        self.rel_root = artifact_uri[len("mlflow-artifacts:") :].strip("/")
+
+    def _path(self, rel: str) -> str:
+        from .validation import check_artifact_path
+
+        rel = check_artifact_path(rel)
+        full = f"{self.rel_root}/{rel}" if rel else self.rel_root
+        return "/api/2.0/mlflow-artifacts/artifacts/" + urllib.parse.quote(full)
+
+    def write_bytes(self, rel: str, data: bytes):
+        from .artifacts import WrittenArtifact
+
+        status, body = self.http.request(
+            "PUT", self._path(rel), data, {"Content-Type": "application/octet-stream"}
+        )
+        if status != 200:
+            raise _http_error(status, body)
+        import hashlib
+
+        return WrittenArtifact(rel, len(data), hashlib.sha256(data).hexdigest())
+
+    def upload_file(self, local_path: str, artifact_path: str | None):
+        name = os.path.basename(local_path)
+        with open(local_path, "rb") as f:
+            return self.write_bytes(posixpath.join(artifact_path or "", name), f.read())
+
+    def upload_dir(self, local_dir: str, artifact_path: str | None) -> list:
+        written = []
+        for folder, dirs, files in os.walk(local_dir):
+            dirs.sort()
+            rel_dir = os.path.relpath(folder, local_dir).replace(os.sep, "/")
+            for name in sorted(files):
+                rel = posixpath.normpath(posixpath.join(artifact_path or "", rel_dir, name))
+                with open(os.path.join(folder, name), "rb") as f:
+                    written.append(self.write_bytes(rel, f.read()))
+        return written
+
+    def list(self, path: str | None = None) -> list[FileInfo]:
+        from .validation import check_artifact_path
+
+        rel = check_artifact_path(path)
+        full = f"{self.rel_root}/{rel}" if rel else self.rel_root
+        body = self.http.call("GET", "/api/2.0/mlflow-artifacts/artifacts", {"path": full})
+        return sorted(
+            (
+                FileInfo(
+                    path=posixpath.join(rel, f["path"]) if rel else f["path"],
+                    is_dir=f["is_dir"],
+                    file_size=f.get("file_size"),
+                )
+                for f in body.get("files", [])
+            ),
+            key=lambda i: i.path,
+        )
+
+    def read_bytes(self, path: str) -> bytes:
+        status, body = self.http.request("GET", self._path(path))
+        if status != 200:
+            raise _http_error(status, body)
+        return body
+
+    def download(self, path: str | None, dst_path: str | None = None) -> str:
+        import tempfile
+
+        from .validation import check_artifact_path
+
+        rel = check_artifact_path(path)
+        root = os.path.abspath(dst_path) if dst_path else tempfile.mkdtemp(prefix="evtrack-")
+        local = os.path.join(root, *rel.split("/")) if rel else root
+        entries = self.list(rel)
+        if not entries and rel:  # a file
+            os.makedirs(os.path.dirname(local) or ".", exist_ok=True)
+            with open(local, "wb") as f:
+                f.write(self.read_bytes(rel))
+            return local
+        os.makedirs(local, exist_ok=True)
+        for entry in entries:
+            self.download(entry.path, root) if entry.is_dir else self._fetch(entry.path, root)
+        return local
+
+    def _fetch(self, rel: str, root: str) -> None:
+        target = os.path.join(root, *rel.split("/"))
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        with open(target, "wb") as f:
+            f.write(self.read_bytes(rel))
+
+    def delete(self, path: str | None) -> list[str]:
+        status, body = self.http.request("DELETE", self._path(path or ""))
+        if status != 200:
+            raise _http_error(status, body)
+        return []  # the server recorded the deletion events

@@ -1,0 +1,68 @@
+"""Reading a request: size limits, JSON bodies and query strings, as MLflow's server does."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flask import current_app, request
+
+from ..errors import InvalidParameterValue
+from .backend import Backend
+from .protocol import ParseSpec, parse, query_args
+
+__all__ = ["backend", "body_bytes", "config", "json_body", "message"]
+
+
+def backend() -> Backend:
+    return current_app.extensions["evtrack"]
+
+
+def config(name: str) -> Any:
+    return current_app.config[name]
+
+
+def body_bytes(limit: int) -> bytes:
+    """The raw body, refused with MLflow's error when longer than ``limit`` bytes."""
+    length = request.content_length
+    if length is not None and length > limit:
+        raise too_large(length, limit)
+    data = request.stream.read(limit + 1)
+    if len(data) > limit:
+        raise too_large(None, limit)
+    return data
+
+
+def too_large(size: int | None, limit: int) -> InvalidParameterValue:
+    got = f"got a request of size {size}" if size is not None else "got a larger request"
+    return InvalidParameterValue(f"Requests must be at most {limit} bytes, {got}.")
+
+
+def json_body() -> Any:
+    """The JSON body of a POST/PUT/PATCH request ({} when empty)."""
+    content_type = request.content_type
+    if content_type is None and request.content_length:
+        raise InvalidParameterValue("Bad Request. Content-Type header is missing.")
+    if content_type is not None and content_type.split(";")[0].strip() != "application/json":
+        raise InvalidParameterValue(
+            "Bad Request. Content-Type must be one of ['application/json']."
+        )
+    data = body_bytes(config("EVTRACK_MAX_JSON_BYTES"))
+    if not data.strip():
+        return {}
+    try:
+        body = json.loads(data)
+        if isinstance(body, str):  # old clients double-encode their JSON, as MLflow notes
+            body = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidParameterValue(f"Malformed JSON in request body: {exc}") from None
+    return body
+
+
+def message(spec: ParseSpec, required: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The request's fields per ``spec``: from the query string for GET, else the body."""
+    if request.method == "GET":
+        data = query_args(request.args, spec)
+    else:
+        data = json_body()
+    return parse(data, spec, required)

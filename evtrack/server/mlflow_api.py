@@ -1,0 +1,624 @@
+"""MLflow's tracking REST API (``/api/2.0/mlflow/…`` and ``/ajax-api/2.0/mlflow/…``).
+
+Routes, field names, defaults, limits and error codes are those of ``mlflow server``
+(``mlflow/server/handlers.py`` and ``service.proto``). Every write is acknowledged only
+once durable (see :mod:`evtrack.server.commit`).
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+from collections.abc import Callable
+from typing import Any
+
+from flask import Flask, Response
+
+from .. import validation
+from ..entities import Dataset, DatasetInput, InputTag, Metric, Param, RunTag, ViewType
+from ..errors import ExperimentNotFound, InvalidParameterValue, ResourceDoesNotExist
+from .incoming import backend, message
+from .protocol import (
+    DATASET_INPUT,
+    INT64_MAX,
+    KEY_VALUES,
+    METRIC,
+    RUN_STATUSES,
+    VIEW_TYPES,
+    dumps,
+    experiment_json,
+    file_info_json,
+    metric_json,
+    missing,
+    run_info_json,
+    run_json,
+    to_double,
+    to_int64,
+)
+
+__all__ = ["ROUTES", "register"]
+
+SEARCH_MAX_RESULTS = 50_000
+MAX_RUNS_GET_METRIC_HISTORY_BULK = 100
+MAX_RESULTS_PER_RUN = 2500
+
+ROUTES: list[tuple[str, list[str], Callable[[], Response]]] = []
+
+
+def route(path: str, *methods: str) -> Callable:
+    def decorate(fn: Callable) -> Callable:
+        ROUTES.append((path, list(methods), fn))
+        return fn
+
+    return decorate
+
+
+def ok(body: dict[str, Any] | None = None) -> Response:
+    return Response(dumps(body or {}), mimetype="application/json")
+
+
+def _view_type(name: str | None) -> int:
+    return VIEW_TYPES[name] if name else ViewType.ACTIVE_ONLY
+
+
+# -- experiments -----------------------------------------------------------------------
+
+
+def _experiment(exp) -> dict[str, Any]:
+    return experiment_json(exp, backend().public_uri(exp.artifact_location))
+
+
+@route("/mlflow/experiments/create", "POST")
+def create_experiment() -> Response:
+    m = message({"name": "string", "artifact_location": "string", "tags": KEY_VALUES}, ("name",))
+    b = backend()
+    location = m.get("artifact_location") or None
+    if location:
+        location = b.stored_uri(location)
+    tags = {t["key"]: t.get("value", "") for t in m.get("tags", []) if "key" in t}
+    experiment_id = b.client.create_experiment(m["name"], location, tags)
+    return ok({"experiment_id": experiment_id})
+
+
+@route("/mlflow/experiments/get", "GET")
+def get_experiment() -> Response:
+    m = message({"experiment_id": "string"}, ("experiment_id",))
+    return ok({"experiment": _experiment(backend().client.get_experiment(m["experiment_id"]))})
+
+
+@route("/mlflow/experiments/get-by-name", "GET")
+def get_experiment_by_name() -> Response:
+    m = message({"experiment_name": "string"}, ("experiment_name",))
+    exp = backend().client.get_experiment_by_name(m["experiment_name"])
+    if exp is None:
+        raise ResourceDoesNotExist(f"Could not find experiment with name '{m['experiment_name']}'")
+    return ok({"experiment": _experiment(exp)})
+
+
+@route("/mlflow/experiments/search", "GET", "POST")
+def search_experiments() -> Response:
+    m = message(
+        {
+            "max_results": "int64",
+            "page_token": "string",
+            "filter": "string",
+            "order_by": ("list", "string"),
+            "view_type": ("enum", VIEW_TYPES),
+        }
+    )
+    page = backend().client.search_experiments(
+        view_type=_view_type(m.get("view_type")),
+        max_results=m.get("max_results") or 1000,
+        filter_string=m.get("filter") or None,
+        order_by=m.get("order_by") or None,
+        page_token=m.get("page_token") or None,
+    )
+    body: dict[str, Any] = {"experiments": [_experiment(e) for e in page]}
+    if page.token:
+        body["next_page_token"] = page.token
+    return ok(body)
+
+
+def _experiment_id_only() -> str:
+    return message({"experiment_id": "string"}, ("experiment_id",))["experiment_id"]
+
+
+@route("/mlflow/experiments/delete", "POST")
+def delete_experiment() -> Response:
+    backend().client.delete_experiment(_experiment_id_only())
+    return ok()
+
+
+@route("/mlflow/experiments/restore", "POST")
+def restore_experiment() -> Response:
+    backend().client.restore_experiment(_experiment_id_only())
+    return ok()
+
+
+@route("/mlflow/experiments/update", "POST")
+def update_experiment() -> Response:
+    m = message({"experiment_id": "string", "new_name": "string"}, ("experiment_id", "new_name"))
+    backend().client.rename_experiment(m["experiment_id"], m["new_name"])
+    return ok()
+
+
+@route("/mlflow/experiments/set-experiment-tag", "POST")
+def set_experiment_tag() -> Response:
+    m = message(
+        {"experiment_id": "string", "key": "string", "value": "string"}, ("experiment_id", "key")
+    )
+    backend().client.set_experiment_tag(m["experiment_id"], m["key"], m.get("value", ""))
+    return ok()
+
+
+@route("/mlflow/experiments/delete-experiment-tag", "POST")
+def delete_experiment_tag() -> Response:
+    m = message({"experiment_id": "string", "key": "string"}, ("experiment_id", "key"))
+    backend().client.delete_experiment_tag(m["experiment_id"], m["key"])
+    return ok()
+
+
+# -- runs ------------------------------------------------------------------------------
+
+_RUN_ID = {"run_id": "string", "run_uuid": "string"}
+
+
+def _run_body(run, with_inputs: bool = False) -> dict[str, Any]:
+    b = backend()
+    inputs = _inputs(run.info.experiment_id, run.info.run_id) if with_inputs else None
+    return run_json(run, b.public_uri(run.info.artifact_uri), inputs)
+
+
+def _inputs(experiment_id: str, run_id: str) -> list[dict[str, Any]]:
+    client = backend().client
+    con = client._read([experiment_id], run_id)
+    out = []
+    for (text,) in con.execute("select dataset from inputs where run_id = ?", [run_id]).fetchall():
+        body = json.loads(text)
+        ds = {k: v for k, v in (body.get("dataset") or {}).items() if v is not None}
+        item: dict[str, Any] = {"dataset": ds}
+        tags = body.get("tags") or {}
+        if tags:
+            item["tags"] = [{"key": k, "value": v} for k, v in tags.items()]
+        out.append(item)
+    return out
+
+
+@route("/mlflow/runs/create", "POST")
+def create_run() -> Response:
+    m = message(
+        {
+            "experiment_id": "string",
+            "user_id": "string",
+            "run_name": "string",
+            "start_time": "int64",
+            "tags": KEY_VALUES,
+        }
+    )
+    tags = {t["key"]: t.get("value", "") for t in m.get("tags", []) if "key" in t}
+    user = m.get("user_id") or tags.get("mlflow.user") or "unknown"
+    run = backend().client.create_run(
+        m.get("experiment_id") or "0",
+        start_time=m.get("start_time"),
+        tags=tags,
+        run_name=m.get("run_name") or None,
+        user_id=user,
+    )
+    backend().client.writer.flush()
+    return ok({"run": _run_body(run)})
+
+
+@route("/mlflow/runs/update", "POST")
+def update_run() -> Response:
+    m = message(
+        {
+            **_RUN_ID,
+            "status": ("enum", RUN_STATUSES),
+            "end_time": "int64",
+            "run_name": "string",
+        },
+        ("run_id",),
+    )
+    client = backend().client
+    run_id = m["run_id"]
+    run = client._run_must_be_active(run_id)
+    experiment_id = run.info.experiment_id
+    info = run.info
+    events: list[tuple[str, str, str]] = []
+    if "status" in m:
+        events.append(("run", "status", m["status"]))
+        info.status = m["status"]
+    if "end_time" in m:
+        end_time = validation.check_timestamp(m["end_time"])
+        events.append(("run", "end_time", str(end_time)))
+        info.end_time = end_time
+    if m.get("run_name"):
+        name = validation.check_run_name(m["run_name"])
+        assert name is not None
+        events += [("run", "run_name", name), ("tag", "mlflow.runName", name)]
+        info.run_name = name
+    from ..writer import now_ms
+
+    t = now_ms()
+    for kind, key, value in events:
+        client.writer.add(experiment_id, run_id, kind, key, value, time_ms=t)
+    client.writer.flush()
+    return ok({"run_info": run_info_json(info, backend().public_uri(info.artifact_uri))})
+
+
+@route("/mlflow/runs/delete", "POST")
+def delete_run() -> Response:
+    m = message({"run_id": "string"}, ("run_id",))
+    backend().client.delete_run(m["run_id"])
+    return ok()
+
+
+@route("/mlflow/runs/restore", "POST")
+def restore_run() -> Response:
+    m = message({"run_id": "string"}, ("run_id",))
+    backend().client.restore_run(m["run_id"])
+    return ok()
+
+
+@route("/mlflow/runs/get", "GET")
+def get_run() -> Response:
+    m = message(_RUN_ID, ("run_id",))
+    run = backend().client.get_run(m["run_id"])
+    return ok({"run": _run_body(run, with_inputs=True)})
+
+
+@route("/mlflow/runs/search", "POST", "GET")
+def search_runs() -> Response:
+    m = message(
+        {
+            "experiment_ids": ("list", "string"),
+            "filter": "string",
+            "run_view_type": ("enum", VIEW_TYPES),
+            "max_results": "int32",
+            "order_by": ("list", "string"),
+            "page_token": "string",
+        }
+    )
+    max_results = m.get("max_results", 1000)
+    if max_results > SEARCH_MAX_RESULTS:
+        raise InvalidParameterValue(
+            f"Invalid value {max_results} for parameter 'max_results' supplied. "
+            "See the API docs for more information about request parameters."
+        )
+    page = backend().client.search_runs(
+        m.get("experiment_ids", []),
+        m.get("filter", ""),
+        _view_type(m.get("run_view_type")),
+        max_results,
+        m.get("order_by") or None,
+        m.get("page_token") or None,
+    )
+    body: dict[str, Any] = {}
+    if len(page):
+        body["runs"] = [_run_body(r) for r in page]
+    if page.token:
+        body["next_page_token"] = page.token
+    return ok(body)
+
+
+# -- logging: the hot path -----------------------------------------------------------
+
+
+def _points(metrics: list[dict[str, Any]], prefix: str) -> list[Any]:
+    """Validate metric dicts into a flat [key, value, step, timestamp, ...] list."""
+    flat: list[Any] = []
+    check_key = validation.check_metric_key
+    for i, m in enumerate(metrics):
+        key = m.get("key")
+        if not key:
+            raise missing(f"{prefix}[{i}].key")
+        if "value" not in m or m["value"] is None:
+            raise missing(f"{prefix}[{i}].value")
+        ts = m.get("timestamp")
+        if ts is None or ts == "":
+            raise missing(f"{prefix}[{i}].timestamp")
+        if not isinstance(key, str):
+            raise InvalidParameterValue(
+                f"Invalid value {json.dumps(key)} for parameter '{prefix}[{i}].key' supplied."
+            )
+        value = m["value"]
+        step = m.get("step", 0)
+        flat.extend(
+            (
+                check_key(key),
+                value if type(value) is float else to_double(value, f"{prefix}[{i}].value"),
+                step if type(step) is int and 0 <= step <= INT64_MAX else _step(step, i, prefix),
+                ts if type(ts) is int and 0 <= ts <= INT64_MAX else _stamp(ts, i, prefix),
+            )
+        )
+    return flat
+
+
+def _step(step: Any, i: int, prefix: str) -> int:
+    return validation.check_step(to_int64(step, f"{prefix}[{i}].step"))
+
+
+def _stamp(ts: Any, i: int, prefix: str) -> int:
+    return validation.check_timestamp(to_int64(ts, f"{prefix}[{i}].timestamp"))
+
+
+def _check_list(body: dict[str, Any], name: str) -> list[Any]:
+    value = body.get(name)
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise InvalidParameterValue(
+            f"Invalid value {json.dumps(value, default=str)[:200]} for parameter '{name}' "
+            "supplied. See the API docs for more information about request parameters."
+        )
+    return value
+
+
+def _pairs(items: list[dict[str, Any]], name: str, cls: type) -> list[Any]:
+    out = []
+    for i, item in enumerate(items):
+        key = item.get("key")
+        if not key:
+            raise missing(f"{name}[{i}].key")
+        value = item.get("value", "")
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise InvalidParameterValue(
+                f"Invalid value for parameter '{name}[{i}]' supplied: key and value must be "
+                "strings. See the API docs for more information about request parameters."
+            )
+        out.append(cls(key, value))
+    return out
+
+
+def _run_id_of(body: dict[str, Any]) -> str:
+    if not isinstance(body, dict):
+        raise InvalidParameterValue("Invalid request body: expected a JSON object.")
+    run_id = body.get("run_id") or body.get("run_uuid")
+    if not run_id:
+        raise missing("run_id")
+    if not isinstance(run_id, str):
+        raise InvalidParameterValue(
+            f"Invalid value {json.dumps(run_id, default=str)} for parameter 'run_id' supplied."
+        )
+    return run_id
+
+
+def _log(run_id: str, points: list[Any], params=(), tags=()) -> None:
+    """Buffer a batch in this worker's writer and return once it is durable."""
+    client = backend().client
+    if params or tags:
+        client.log_batch(run_id, params=params, tags=tags, synchronous=False)
+        if points:
+            experiment_id = client._experiment_of(run_id)
+            client.raw_writer.metric_buffer(experiment_id, run_id).extend(points)
+    else:
+        experiment_id = client.check_run_active(run_id)
+        client.raw_writer.metric_buffer(experiment_id, run_id).extend(points)
+    client.group.commit()
+
+
+@route("/mlflow/runs/log-batch", "POST")
+def log_batch() -> Response:
+    from .incoming import json_body
+
+    body = json_body()
+    run_id = _run_id_of(body)
+    metrics = _check_list(body, "metrics")
+    params = _pairs(_check_list(body, "params"), "params", Param)
+    tags = _pairs(_check_list(body, "tags"), "tags", RunTag)
+    validation.check_batch_limits(len(metrics), len(params), len(tags))
+    points = _points(metrics, "metrics")
+    _log(run_id, points, params, tags)
+    return ok()
+
+
+@route("/mlflow/runs/log-metric", "POST")
+def log_metric() -> Response:
+    m = message(
+        {**_RUN_ID, **{k: v for k, v in METRIC.items() if k != "run_id"}},
+        ("run_id", "key", "value", "timestamp"),
+    )
+    _log(m["run_id"], _points([m], "metric"))
+    return ok()
+
+
+@route("/mlflow/runs/log-parameter", "POST")
+def log_param() -> Response:
+    m = message({**_RUN_ID, "key": "string", "value": "string"}, ("run_id", "key"))
+    _log(m["run_id"], [], params=[Param(m["key"], m.get("value", ""))])
+    return ok()
+
+
+@route("/mlflow/runs/set-tag", "POST")
+def set_tag() -> Response:
+    m = message({**_RUN_ID, "key": "string", "value": "string"}, ("run_id", "key"))
+    _log(m["run_id"], [], tags=[RunTag(m["key"], m.get("value", ""))])
+    return ok()
+
+
+@route("/mlflow/runs/delete-tag", "POST")
+def delete_tag() -> Response:
+    m = message({"run_id": "string", "key": "string"}, ("run_id", "key"))
+    backend().client.delete_tag(m["run_id"], m["key"])
+    return ok()
+
+
+@route("/mlflow/runs/log-inputs", "POST")
+def log_inputs() -> Response:
+    m = message(
+        {
+            "run_id": "string",
+            "datasets": ("list", ("message", DATASET_INPUT)),
+            "models": ("list", ("message", {})),
+        },
+        ("run_id",),
+    )
+    datasets = []
+    for i, item in enumerate(m.get("datasets", [])):
+        ds = item.get("dataset")
+        if not ds or not ds.get("name") or not ds.get("digest"):
+            raise missing(f"datasets[{i}].dataset")
+        datasets.append(
+            DatasetInput(
+                Dataset(
+                    name=ds["name"],
+                    digest=ds["digest"],
+                    source_type=ds.get("source_type", ""),
+                    source=ds.get("source", ""),
+                    schema=ds.get("schema"),
+                    profile=ds.get("profile"),
+                ),
+                [InputTag(t["key"], t.get("value", "")) for t in item.get("tags", [])],
+            )
+        )
+    client = backend().client
+    client._run_must_be_active(m["run_id"])
+    client.log_inputs(m["run_id"], datasets)
+    return ok()
+
+
+# -- metric history ------------------------------------------------------------------
+
+
+@route("/mlflow/metrics/get-history", "GET")
+def get_metric_history() -> Response:
+    m = message(
+        {**_RUN_ID, "metric_key": "string", "page_token": "string", "max_results": "int32"},
+        ("run_id", "metric_key"),
+    )
+    table = backend().client.get_metric_history_arrow(m["run_id"], m["metric_key"])
+    max_results = m.get("max_results")
+    token = None
+    if max_results is not None or m.get("page_token"):
+        from ..search import decode_page_token, next_page_token
+
+        if max_results is not None and max_results <= 0:
+            raise InvalidParameterValue(
+                f"Invalid value {max_results} for parameter 'max_results' supplied. "
+                "It must be a positive integer."
+            )
+        # MLflow pages in (timestamp, step, value) order.
+        table = table.sort_by(
+            [("timestamp", "ascending"), ("step", "ascending"), ("value", "ascending")]
+        )
+        offset = decode_page_token(m.get("page_token"))
+        limit = max_results if max_results is not None else table.num_rows
+        if offset + limit < table.num_rows:
+            token = next_page_token(offset + limit)
+        table = table.slice(offset, limit)
+    key = m["metric_key"]
+    metrics = [
+        metric_json(Metric(key, v, t, s))
+        for s, t, v in zip(
+            table["step"].to_pylist(),
+            table["timestamp"].to_pylist(),
+            table["value"].to_pylist(),
+            strict=True,
+        )
+    ]
+    body: dict[str, Any] = {"metrics": metrics} if metrics else {}
+    if token:
+        body["next_page_token"] = token
+    return ok(body)
+
+
+@route("/mlflow/metrics/get-history-bulk-interval", "GET")
+def get_metric_history_bulk_interval() -> Response:
+    m = message(
+        {
+            "run_ids": ("list", "string"),
+            "metric_key": "string",
+            "start_step": "int32",
+            "end_step": "int32",
+            "max_results": "int32",
+        },
+        ("run_ids", "metric_key"),
+    )
+    run_ids = m["run_ids"]
+    if len(run_ids) > MAX_RUNS_GET_METRIC_HISTORY_BULK:
+        raise InvalidParameterValue(
+            "GetMetricHistoryBulkInterval request must specify at most "
+            f"{MAX_RUNS_GET_METRIC_HISTORY_BULK} run_ids. Received {len(run_ids)} run_ids."
+        )
+    max_results = m.get("max_results", MAX_RESULTS_PER_RUN)
+    if not 1 <= max_results <= MAX_RESULTS_PER_RUN:
+        raise InvalidParameterValue(f"max_results must be between 1 and {MAX_RESULTS_PER_RUN}.")
+    start, end = m.get("start_step"), m.get("end_step")
+    if (start is None) != (end is None):
+        raise InvalidParameterValue(
+            "If either start step or end step are specified, both must be specified."
+        )
+    if start is not None and start > end:
+        raise InvalidParameterValue(
+            "end_step must be greater than start_step. "
+            f"Found start_step={start} and end_step={end}."
+        )
+    key = m["metric_key"]
+    client = backend().client
+    histories = {rid: client.get_metric_history(rid, key) for rid in run_ids}
+    steps = _sample_steps(
+        [[p.step for p in h] for h in histories.values()], max_results, start, end
+    )
+    out = []
+    for rid in sorted(run_ids):
+        points = sorted(
+            (p for p in histories[rid] if p.step in steps), key=lambda p: (p.step, p.timestamp)
+        )
+        out += [metric_json(p, rid) for p in points[:max_results]]
+    return ok({"metrics": out} if out else {})
+
+
+def _sample_steps(
+    all_runs: list[list[int]], max_results: int, start: int | None, end: int | None
+) -> set[int]:
+    """MLflow's step sampling (abstract_store.get_metric_history_bulk_interval)."""
+    mins_maxes = {s for run in all_runs if run for s in (min(run), max(run))}
+    all_steps = sorted({s for run in all_runs for s in run})
+    if start is None or end is None:
+        start, end = 0, (all_steps[-1] if all_steps else 0)
+    mins_maxes = {s for s in mins_maxes if start <= s <= end}
+    lo = bisect.bisect_left(all_steps, start)
+    hi = bisect.bisect_right(all_steps, end)
+    if hi - lo <= max_results:
+        sampled = set(all_steps[lo:hi])
+    else:
+        interval = (hi - lo) / max_results
+        sampled = {
+            all_steps[lo + int(i * interval)]
+            for i in range(max_results)
+            if lo + int(i * interval) < hi
+        }
+    return sampled | mins_maxes
+
+
+# -- artifacts/list ------------------------------------------------------------------
+
+
+@route("/mlflow/artifacts/list", "GET")
+def list_artifacts() -> Response:
+    m = message({**_RUN_ID, "path": "string", "page_token": "string"}, ("run_id",))
+    path = m.get("path")
+    if path is not None:
+        path = validation.check_artifact_path(path)
+    b = backend()
+    run = b.client.get_run(m["run_id"])
+    from ..artifacts import ArtifactRepository
+
+    repo = ArtifactRepository(run.info.artifact_uri, b.client.store.storage_options)
+    files = [file_info_json(f) for f in repo.list(path or None)]
+    body: dict[str, Any] = {"root_uri": b.public_uri(run.info.artifact_uri)}
+    if files:
+        body["files"] = files
+    return ok(body)
+
+
+def register(app: Flask) -> None:
+    for path, methods, fn in ROUTES:
+        for prefix in ("/api/2.0", "/ajax-api/2.0"):
+            app.add_url_rule(
+                prefix + path, endpoint=f"{prefix}{path}", view_func=fn, methods=methods
+            )
+
+
+def experiment_not_found(experiment_id: str) -> ExperimentNotFound:
+    return ExperimentNotFound(f"No Experiment with id={experiment_id} exists")

@@ -1,0 +1,109 @@
+"""Running the server: one threaded process, or several gunicorn workers.
+
+``workers=1`` serves with werkzeug's threaded WSGI server (HTTP/1.1 keep-alive), in
+this process. ``workers>1`` runs gunicorn's ``gthread`` workers; the app is built in
+each worker after the fork (no preloading), so every worker has its own writer id and
+its own group commit. Every acknowledged write is already durable, so killing a worker
+loses nothing that was answered with 200.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from typing import Any
+
+from .auth import Auth
+
+__all__ = ["run_server"]
+
+_log = logging.getLogger("evtrack.server")
+
+
+def run_server(
+    backend_store_uri: str,
+    default_artifact_root: str | None = None,
+    host: str = "127.0.0.1",
+    port: int = 5000,
+    workers: int = 1,
+    serve_artifacts: bool = True,
+    auth: Auth | None = None,
+    read_only: bool = False,
+    threads: int = 16,
+    timeout: int = 120,
+) -> None:
+    """Serve until interrupted (SIGINT/SIGTERM)."""
+    kwargs: dict[str, Any] = {
+        "backend_store_uri": backend_store_uri,
+        "default_artifact_root": default_artifact_root,
+        "serve_artifacts": serve_artifacts,
+        "auth": auth,
+        "read_only": read_only,
+    }
+    if workers <= 1:
+        _serve_threaded(host, port, kwargs)
+    else:
+        _serve_gunicorn(host, port, workers, threads, timeout, kwargs)
+
+
+def _serve_threaded(host: str, port: int, kwargs: dict[str, Any]) -> None:
+    from werkzeug.serving import WSGIRequestHandler, make_server
+
+    from .app import create_app
+
+    class Handler(WSGIRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive: load generators reuse connections
+
+        def log_request(self, code: Any = "-", size: Any = "-") -> None:
+            if _log.isEnabledFor(logging.DEBUG):
+                super().log_request(code, size)
+
+    app = create_app(**kwargs)
+    server = make_server(host, port, app, threaded=True, request_handler=Handler)
+    server.daemon_threads = True
+
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    print(f"evtrack server listening on http://{host}:{server.port}", file=sys.stderr, flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+def _serve_gunicorn(
+    host: str, port: int, workers: int, threads: int, timeout: int, kwargs: dict[str, Any]
+) -> None:
+    from gunicorn.app.base import BaseApplication
+
+    class Application(BaseApplication):
+        def load_config(self) -> None:
+            settings = {
+                "bind": f"{host}:{port}",
+                "workers": workers,
+                "worker_class": "gthread",
+                "threads": threads,
+                "timeout": timeout,
+                "keepalive": 30,
+                "preload_app": False,
+                "accesslog": None,
+            }
+            for key, value in settings.items():
+                self.cfg.set(key, value)
+
+        def load(self) -> Any:
+            from .app import create_app
+
+            return create_app(**kwargs)
+
+    print(
+        f"evtrack server listening on http://{host}:{port} ({workers} workers)",
+        file=sys.stderr,
+        flush=True,
+    )
+    Application().run()
