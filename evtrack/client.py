@@ -145,13 +145,23 @@ class MlflowClient:
             return f"{root.rstrip('/')}/{experiment_id}"
         return self.store.url("experiments", experiment_id, "artifacts")
 
-    def _read(self, experiment_ids: list[str] | None = None, run_id: str | None = None):
-        """A DuckDB connection over the current events (after flushing our own)."""
+    def _read(
+        self,
+        experiment_ids: list[str] | None = None,
+        run_id: str | None = None,
+        history: bool = False,
+    ):
+        """A DuckDB connection over the current events (after flushing our own).
+
+        Without ``history`` compacted data is read from the reduced files (only the
+        events that decide each view): every view but ``metrics`` and ``events`` is
+        then complete, and a search over 10,000 runs reads a few files.
+        """
         from .query import connect, load_events
 
         self._ready()
         self.writer.flush()
-        return connect(load_events(self.store, experiment_ids, run_id))
+        return connect(load_events(self.store, experiment_ids, run_id, history))
 
     def _experiment_of(self, run_id: str) -> str:
         experiment_id = self._state.run_experiment.get(run_id)
@@ -794,6 +804,6 @@ class MlflowClient:
 
     def sql(self, query: str, params: list | dict | None = None):
         """Run DuckDB SQL over the documented views; returns a DuckDB relation."""
-        con = self._read()
+        con = self._read(history=True)
         return con.sql(query, params=params) if params else con.sql(query)
 

@@ -1,0 +1,321 @@
+"""Snapshots: what a reader sees of an experiment at one moment.
+
+A snapshot is the newest manifest (see :mod:`evtrack.manifest`) plus every segment it
+does not cover. Readers take the manifest first and list the segments second; either
+order is safe against a compaction (a segment is covered only once its events are in a
+published file) and the ``(writer, seq)`` identity of each event is in exactly one place.
+
+Failures a reader meets and what it does:
+
+* a file removed by ``evtrack gc`` between listing and reading: :class:`FileNotFoundError`,
+  and :func:`read_events` starts again from a fresh listing;
+* a damaged segment (disk fault, hand edit, a copy cut short): a warning is logged once
+  per process, the file is counted in :func:`damaged_files` and skipped; every other
+  event is still read. ``evtrack doctor`` reports it, ``--repair`` sets it aside;
+* a damaged compacted file: the experiment is read from its segments alone, ignoring the
+  manifest (correct while gc has not yet removed the replaced segments);
+  ``evtrack doctor --repair`` rebuilds the file.
+
+Listings are never cached (a live reader sees new segments at once); decoded files are,
+by path, since no file changes once it is visible.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .errors import StoreError
+from .events import COLUMNS, DICTIONARY_COLUMNS, event_schema
+from .manifest import CompactedFile, Manifest, compacted_dir, read_manifest
+from .segments import SegmentName, decode, parse_name
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pyarrow as pa
+
+    from .store import Store
+
+__all__ = [
+    "Snapshot",
+    "damaged_files",
+    "decode_compacted",
+    "fetch",
+    "list_segments",
+    "read_events",
+    "read_file_tables",
+    "read_segment_tables",
+    "take_snapshot",
+]
+
+_log = logging.getLogger(__name__)
+
+_DAMAGED: dict[str, str] = {}
+_DAMAGED_LOCK = threading.Lock()
+
+
+def damaged_files() -> dict[str, str]:
+    """Damaged files this process met while reading (path → reason)."""
+    with _DAMAGED_LOCK:
+        return dict(_DAMAGED)
+
+
+def _report_damaged(path: str, reason: str) -> None:
+    with _DAMAGED_LOCK:
+        first = path not in _DAMAGED
+        _DAMAGED[path] = reason
+    if first:
+        _log.warning("evtrack: skipping damaged file (run `evtrack doctor`): %s", reason)
+
+
+class DamagedCompactedFile(StoreError):
+    """A compacted file that cannot be decoded."""
+
+
+# -- listing ------------------------------------------------------------------------------
+
+_NAMES: dict[str, SegmentName | None] = {}
+
+
+def _parse(name: str) -> SegmentName | None:
+    seg = _NAMES.get(name, False)
+    if seg is False:
+        if len(_NAMES) > 2_000_000:
+            _NAMES.clear()
+        seg = _NAMES[name] = parse_name(name)
+    return seg  # type: ignore[return-value]
+
+
+def list_segments(
+    store: Store, experiment_id: str, scope: str | None = None
+) -> list[tuple[str, SegmentName]]:
+    """Visible segments of an experiment (of one run, or ``"_"``): one listing."""
+    folder = store.events_dir(experiment_id)
+    prefix = None if scope is None else scope + "."
+    out = []
+    for name in store.listdir(folder):
+        if prefix is not None and not name.startswith(prefix):
+            continue
+        seg = _parse(name)
+        if seg is not None:
+            out.append((f"{folder}/{name}", seg))
+    return out
+
+
+# -- snapshots ----------------------------------------------------------------------------
+
+
+@dataclass
+class Snapshot:
+    """The newest manifest of an experiment and the segments it does not cover."""
+
+    manifest: Manifest
+    files: list[CompactedFile]  # the family read: full (history) or reduced
+    segments: list[tuple[str, SegmentName]]  # uncovered, visible segments
+
+    def file_path(self, store: Store, f: CompactedFile) -> str:
+        return f"{compacted_dir(store, self.manifest.experiment_id)}/{f.name}"
+
+
+def take_snapshot(
+    store: Store,
+    experiment_id: str,
+    run_id: str | None = None,
+    history: bool = True,
+    use_manifest: bool = True,
+) -> Snapshot:
+    manifest = read_manifest(store, experiment_id) if use_manifest else Manifest(experiment_id)
+    coverage = manifest.coverage
+    segments = [
+        (p, s) for p, s in list_segments(store, experiment_id, run_id) if not coverage.covers(s)
+    ]
+    files = manifest.full if history else manifest.reduced
+    if run_id is not None:
+        files = [f for f in files if f.may_hold(run_id)]
+    return Snapshot(manifest, files, segments)
+
+
+# -- reading files ------------------------------------------------------------------------
+
+
+def fetch(store: Store, paths: list[str]) -> dict[str, bytes | BaseException]:
+    """File contents by path; errors are returned, not raised (one batch on object stores)."""
+    if not paths:
+        return {}
+    if store.is_local or len(paths) == 1:
+        out: dict[str, bytes | BaseException] = {}
+        for p in paths:
+            try:
+                out[p] = store.read_bytes(p)
+            except Exception as exc:  # noqa: BLE001 - returned to the caller
+                out[p] = exc
+        return out
+    got = store.fs.cat(paths, on_error="return")
+    return {p: got.get(p, FileNotFoundError(p)) for p in paths}
+
+
+def decode_compacted(data: bytes, where: str, run_id: str | None = None) -> pa.Table:
+    """A compacted Parquet file as an event table (only ``run_id``'s rows if given)."""
+    import pyarrow.parquet as pq
+
+    try:
+        pf = pq.ParquetFile(io.BytesIO(data), read_dictionary=DICTIONARY_COLUMNS)
+        groups = _row_groups(pf, run_id)
+        table = pf.read_row_groups(groups) if groups is not None else pf.read()
+        return _conform(table, run_id)
+    except Exception as exc:  # noqa: BLE001 - any decoding failure means a damaged file
+        raise DamagedCompactedFile(f"cannot read {where}: {exc}") from exc
+
+
+def _row_groups(pf, run_id: str | None) -> list[int] | None:
+    """Row groups whose run_id statistics may hold ``run_id`` (files are sorted by run)."""
+    if run_id is None:
+        return None
+    md = pf.metadata
+    col = md.schema.names.index("run_id")
+    keep = []
+    for i in range(md.num_row_groups):
+        stats = md.row_group(i).column(col).statistics
+        if stats is None or not stats.has_min_max or stats.min <= run_id <= stats.max:
+            keep.append(i)
+    return keep
+
+
+def _conform(table: pa.Table, run_id: str | None) -> pa.Table:
+    import pyarrow.compute as pc
+
+    schema = event_schema()
+    table = table.select([name for name, _ in COLUMNS])
+    if not table.schema.equals(schema):
+        table = table.cast(schema)
+    if run_id is not None and table.num_rows:
+        table = table.filter(pc.equal(table["run_id"].cast("string"), run_id))
+    return table
+
+
+def _read_compacted_ranged(store: Store, path: str, run_id: str) -> pa.Table:
+    """Only the row groups of one run, with ranged reads (big multi-run files)."""
+    import pyarrow.parquet as pq
+
+    try:
+        with store.fs.open(path, "rb") as fh:
+            pf = pq.ParquetFile(fh, read_dictionary=DICTIONARY_COLUMNS)
+            groups = _row_groups(pf, run_id)
+            table = pf.read_row_groups(groups) if groups else pf.schema_arrow.empty_table()
+        return _conform(table, run_id)
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any decoding failure means a damaged file
+        raise DamagedCompactedFile(f"cannot read {path}: {exc}") from exc
+
+
+_RANGED_MIN_ROWS = 1_000_000
+
+
+def read_file_tables(store: Store, snap: Snapshot, run_id: str | None = None) -> list[pa.Table]:
+    """The compacted files of a snapshot as tables (cached by path)."""
+    out: list[pa.Table] = []
+    whole: list[tuple[str, CompactedFile]] = []
+    for f in snap.files:
+        path = snap.file_path(store, f)
+        single = run_id is None or f.runs == (run_id,)
+        key = path if single else f"{path}#{run_id}"
+        cached = store.cache.get(key)
+        if cached is not None:
+            out.append(cached)
+        elif not single and f.rows >= _RANGED_MIN_ROWS:
+            table = _read_compacted_ranged(store, path, run_id)  # type: ignore[arg-type]
+            store.cache.put(key, table)
+            out.append(table)
+        else:
+            whole.append((key, f))
+    if whole:
+        blobs = fetch(store, [snap.file_path(store, f) for _, f in whole])
+        for key, f in whole:
+            path = snap.file_path(store, f)
+            data = blobs[path]
+            if isinstance(data, BaseException):
+                raise data
+            single = key == path
+            table = decode_compacted(data, path, None if single else run_id)
+            store.cache.put(key, table)
+            out.append(table)
+    return out
+
+
+def read_segment_tables(
+    store: Store, segments: list[tuple[str, SegmentName]]
+) -> tuple[list[pa.Table], list[tuple[str, SegmentName]]]:
+    """Decode segments, skipping (and reporting) damaged ones; returns (tables, read).
+
+    :class:`FileNotFoundError` if one vanished since the listing (the caller relists).
+    """
+    tables: list[pa.Table] = []
+    read: list[tuple[str, SegmentName]] = []
+    missing = []
+    for p, s in segments:
+        cached = store.cache.get(p)
+        if cached is None:
+            missing.append((p, s))
+        else:
+            tables.append(cached)
+            read.append((p, s))
+    blobs = fetch(store, [p for p, _ in missing])
+    for p, s in missing:
+        data = blobs[p]
+        if isinstance(data, FileNotFoundError):
+            raise FileNotFoundError(p)
+        if isinstance(data, BaseException):
+            raise data
+        try:
+            table = decode(data, s.ext, where=p)
+        except StoreError as exc:
+            _report_damaged(p, str(exc))
+            continue
+        store.cache.put(p, table)
+        tables.append(table)
+        read.append((p, s))
+    return tables, read
+
+
+def read_events(
+    store: Store,
+    experiment_ids: list[str] | None = None,
+    run_id: str | None = None,
+    history: bool = True,
+    attempts: int = 5,
+) -> pa.Table:
+    """Events of some experiments (default: all) or one run, as one Arrow table."""
+    import pyarrow as pa
+
+    for attempt in range(attempts):
+        ids = store.list_experiment_ids() if experiment_ids is None else experiment_ids
+        tables: list[pa.Table] = []
+        try:
+            for experiment_id in ids:
+                tables.extend(_experiment_tables(store, experiment_id, run_id, history))
+        except FileNotFoundError:
+            if attempt == attempts - 1:
+                raise
+            continue
+        tables = [t for t in tables if t.num_rows]
+        if not tables:
+            return event_schema().empty_table()
+        return tables[0] if len(tables) == 1 else pa.concat_tables(tables)
+    raise AssertionError("unreachable")
+
+
+def _experiment_tables(
+    store: Store, experiment_id: str, run_id: str | None, history: bool
+) -> list[pa.Table]:
+    snap = take_snapshot(store, experiment_id, run_id, history)
+    try:
+        files = read_file_tables(store, snap, run_id)
+    except DamagedCompactedFile as exc:
+        _report_damaged(str(exc), str(exc))
+        snap = take_snapshot(store, experiment_id, run_id, history, use_manifest=False)
+        files = []
+    segments, _ = read_segment_tables(store, snap.segments)
+    return files + segments
