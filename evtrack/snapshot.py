@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 from .errors import StoreError
 from .events import COLUMNS, DICTIONARY_COLUMNS, event_schema
 from .manifest import CompactedFile, Manifest, compacted_dir, read_manifest
-from .segments import SegmentName, decode, parse_name
+from .segments import SegmentName, decode, decode_jsonl_many, parse_name
 
 if TYPE_CHECKING:  # pragma: no cover
     import pyarrow as pa
@@ -263,12 +263,19 @@ def read_segment_tables(
             tables.append(cached)
             read.append((p, s))
     blobs = fetch(store, [p for p, _ in missing])
-    for p, s in missing:
+    for p, _ in missing:
         data = blobs[p]
         if isinstance(data, FileNotFoundError):
             raise FileNotFoundError(p)
         if isinstance(data, BaseException):
             raise data
+    batch = _decode_jsonl_batch(store, [(p, blobs[p]) for p, s in missing if s.ext == "jsonl"])
+    for p, s in missing:
+        if p in batch:
+            tables.append(batch[p])
+            read.append((p, s))
+            continue
+        data = blobs[p]
         try:
             table = decode(data, s.ext, where=p)
         except StoreError as exc:
@@ -278,6 +285,22 @@ def read_segment_tables(
         tables.append(table)
         read.append((p, s))
     return tables, read
+
+
+def _decode_jsonl_batch(store: Store, items: list[tuple[str, bytes]]) -> dict[str, pa.Table]:
+    """Decode small JSONL segments together (see segments.decode_jsonl_many) and cache
+    them; empty if any is damaged, so the caller decodes one by one and reports it."""
+    if len(items) < 2:
+        return {}
+    try:
+        tables = decode_jsonl_many([data for _, data in items])
+    except StoreError:
+        return {}
+    out = {}
+    for (p, _), table in zip(items, tables):
+        store.cache.put(p, table)
+        out[p] = table
+    return out
 
 
 def read_events(
