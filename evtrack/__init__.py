@@ -6,7 +6,7 @@ evtrack is cheap: pyarrow, DuckDB and pandas load on first use, not here.
 
 from __future__ import annotations
 
-from . import entities, errors
+from . import entities, errors, exceptions, tracking  # mlflow.exceptions, mlflow.tracking
 from .client import MlflowClient
 from .entities import ViewType
 from .errors import EvtrackError, MlflowException
@@ -67,6 +67,7 @@ __all__ = [
     "end_run",
     "entities",
     "errors",
+    "exceptions",
     "flush",
     "get_artifact_uri",
     "get_experiment",
@@ -97,4 +98,5 @@ __all__ = [
     "set_tracking_uri",
     "sql",
     "start_run",
+    "tracking",
 ]

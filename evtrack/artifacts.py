@@ -40,7 +40,7 @@ def _clean_relative(path: str | None) -> str:
     cleaned = posixpath.normpath(path.replace("\\", "/")).strip("/")
     if cleaned in ("", "."):
         return ""
-    if cleaned.startswith("..") or cleaned.startswith("/"):
+    if cleaned == ".." or cleaned.startswith("../") or cleaned.startswith("/"):
         raise InvalidParameterValue(f"Invalid artifact path {path!r}: it escapes the run's folder.")
     return cleaned
 

@@ -1,0 +1,106 @@
+"""Shared fixtures: a clean evtrack per test, and the store backends the contract runs on.
+
+Every test gets (autouse) a fluent API with no active run, no tracking URI set in code,
+no active experiment, and ``EVTRACK_TRACKING_URI`` pointing into its own ``tmp_path``, so
+nothing is ever written to ``./evruns``.
+
+Adding a backend: put a factory in :data:`STORE_BACKENDS`. A factory gets the pytest
+``request`` and returns a fresh, empty tracking URI; it may use other fixtures through
+``request.getfixturevalue(...)`` (e.g. a session-scoped loopback S3 server from
+``tests/s3_server.py``) and may ``pytest.skip()`` when its backend cannot run here. Every
+test using ``store_uri``, the store contract among them, then runs on it too.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from s3_server import new_s3_uri, s3_server  # noqa: F401 - the S3 backend and its fixture
+
+import evtrack
+from evtrack import fluent
+
+
+def _memory_uri(request: pytest.FixtureRequest) -> str:
+    return f"memory://evtrack-tests-{uuid.uuid4().hex[:16]}"
+
+
+def _local_uri(request: pytest.FixtureRequest) -> str:
+    return str(request.getfixturevalue("tmp_path") / "store")
+
+
+#: name -> factory(request) -> a fresh tracking URI. The hook for more backends (S3...).
+STORE_BACKENDS: dict[str, Callable[[pytest.FixtureRequest], str]] = {
+    "memory": _memory_uri,
+    "local": _local_uri,
+    "s3": new_s3_uri,
+}
+
+
+def _drop_memory_store(uri: str) -> None:
+    if not uri.startswith("memory://"):
+        return
+    import fsspec
+
+    fs, root = fsspec.core.url_to_fs(uri)
+    try:
+        fs.rm(root, recursive=True)
+    except FileNotFoundError:
+        pass
+
+
+@pytest.fixture(params=list(STORE_BACKENDS))
+def store_uri(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh, empty store on each backend of :data:`STORE_BACKENDS`."""
+    uri = STORE_BACKENDS[request.param](request)
+    yield uri
+    _drop_memory_store(uri)
+
+
+@pytest.fixture
+def make_store_uri(request: pytest.FixtureRequest) -> Iterator[Callable[[str], str]]:
+    """``make_store_uri("memory")``: a fresh store of a named backend (several per test)."""
+    made: list[str] = []
+
+    def make(backend: str) -> str:
+        uri = STORE_BACKENDS[backend](request)
+        if backend == "local":  # one tmp_path per test: give each store its own folder
+            uri = f"{uri}-{len(made)}"
+        made.append(uri)
+        return uri
+
+    yield make
+    for uri in made:
+        _drop_memory_store(uri)
+
+
+@pytest.fixture(autouse=True)
+def evtrack_isolation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Reset evtrack's process-wide fluent state and point the default store at tmp_path.
+
+    Runs a test left active are dropped from the stack without ending them: ending would
+    write to a store the test may already have thrown away.
+    """
+    from evtrack import settings
+
+    for setting in settings.SETTINGS:
+        monkeypatch.delenv(setting.env, raising=False)
+    default_store = tmp_path / "evruns"
+    monkeypatch.setenv("EVTRACK_TRACKING_URI", str(default_store))
+    monkeypatch.setattr(fluent, "_tracking_uri", None)
+    monkeypatch.setattr(fluent, "_active_experiment_id", None)
+    monkeypatch.setattr(fluent, "_run_stack", [])
+    monkeypatch.setattr(fluent, "_last_active_run_id", None)
+    monkeypatch.setattr(fluent, "_client", None)
+    yield default_store
+    fluent._run_stack.clear()
+
+
+@pytest.fixture
+def client(store_uri: str) -> evtrack.MlflowClient:
+    """An ``MlflowClient`` on a fresh store of each backend, also set as the fluent URI."""
+    evtrack.set_tracking_uri(store_uri)
+    return evtrack.MlflowClient(store_uri)

@@ -1,0 +1,51 @@
+"""Helpers shared by the test modules (fixtures live in conftest.py)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import evtrack
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def events_snapshot(client: evtrack.MlflowClient) -> list[dict]:
+    """Every event in the store (the rows of the ``events`` view), ordered by identity.
+
+    What "the store is unchanged" compares. Read as Arrow, without DuckDB: a hundred
+    times cheaper than ``select * from events``, and bad-input tests take many.
+    """
+    from evtrack.query import load_events
+
+    client.flush()
+    rows = load_events(client.store).to_pylist()
+    return sorted(rows, key=lambda r: (r["writer"], r["seq"]))
+
+
+def subprocess_env(tracking_uri: str | os.PathLike[str] | None = None, **extra: str) -> dict:
+    """The environment for a child Python process: this one's, minus evtrack settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EVTRACK_")}
+    if tracking_uri is not None:
+        env["EVTRACK_TRACKING_URI"] = str(tracking_uri)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    env.update(extra)
+    return env
+
+
+def run_python(
+    code: str, *args: str, env: dict, timeout: float = 60, cwd: str | None = None
+) -> subprocess.CompletedProcess:
+    """Run ``python -c code`` to completion; fail the test with its stderr if it fails."""
+    proc = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+    )
+    assert proc.returncode == 0, f"child failed ({proc.returncode}):\n{proc.stderr}"
+    return proc
