@@ -136,7 +136,11 @@ class ArtifactRepository:
         rel = _clean_relative(path)
         full = self._full(rel)
         try:
-            entries = self.fs.ls(full, detail=True, refresh=True) if not self.is_local else self.fs.ls(full, detail=True)
+            entries = (
+                self.fs.ls(full, detail=True, refresh=True)
+                if not self.is_local
+                else self.fs.ls(full, detail=True)
+            )
         except FileNotFoundError:
             return []
         infos = []
@@ -144,7 +148,9 @@ class ArtifactRepository:
             name = posixpath.basename(e["name"].rstrip("/"))
             if name.startswith(".tmp-"):
                 continue
-            if e["type"] != "directory" and posixpath.normpath(e["name"]) == posixpath.normpath(full):
+            if e["type"] != "directory" and posixpath.normpath(e["name"]) == posixpath.normpath(
+                full
+            ):
                 return []  # a file, not a folder: MLflow lists nothing
             is_dir = e["type"] == "directory"
             infos.append(

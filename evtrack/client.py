@@ -13,7 +13,8 @@ import posixpath
 import tempfile
 import threading
 import uuid
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from . import validation
 from .artifacts import ArtifactRepository, WrittenArtifact
@@ -206,8 +207,7 @@ class MlflowClient:
         self._experiment_events(
             experiment_id,
             name=name,
-            artifact_location=artifact_location
-            or self._default_artifact_location(experiment_id),
+            artifact_location=artifact_location or self._default_artifact_location(experiment_id),
             lifecycle_stage=LifecycleStage.ACTIVE,
             creation_time=created,
             last_update_time=created,
@@ -260,7 +260,10 @@ class MlflowClient:
         from .search import build_search_experiments
 
         query = build_search_experiments(
-            view_type, filter_string, 1000 if max_results is None else max_results, order_by,
+            view_type,
+            filter_string,
+            1000 if max_results is None else max_results,
+            order_by,
             page_token,
         )  # parse and check before touching the store
         con = self._read()
@@ -342,7 +345,9 @@ class MlflowClient:
             )
         tag_name = tags.get("mlflow.runName")
         run_name = (
-            validation.check_run_name(run_name, tag_value=tag_name) or tag_name or generate_run_name()
+            validation.check_run_name(run_name, tag_value=tag_name)
+            or tag_name
+            or generate_run_name()
         )
         tags["mlflow.runName"] = run_name
         user_id = user_id or tags.get("mlflow.user") or user_name()
@@ -643,7 +648,9 @@ class MlflowClient:
                     "profile": ds.profile,
                 },
                 "tags": {t.key: t.value for t in item.tags},
-                "context": next((t.value for t in item.tags if t.key == "mlflow.data.context"), None),
+                "context": next(
+                    (t.value for t in item.tags if t.key == "mlflow.data.context"), None
+                ),
             }
             self.writer.add(experiment_id, run_id, "input", ds.digest, json.dumps(body))
         self.writer.flush()
@@ -663,9 +670,10 @@ class MlflowClient:
         mask = pc.and_(pc.equal(events["kind"], "metric"), pc.equal(events["key"], key))
         table = events.filter(mask).select(["step", "timestamp", "value"])
         steps = table["step"]
-        if len(steps) > 1 and pc.all(
-            pc.greater(steps.slice(1), steps.slice(0, len(steps) - 1))
-        ).as_py():
+        if (
+            len(steps) > 1
+            and pc.all(pc.greater(steps.slice(1), steps.slice(0, len(steps) - 1))).as_py()
+        ):
             return table  # already in step order, the common case: skip the sort
         return table.sort_by([("step", "ascending"), ("timestamp", "ascending")])
 
@@ -806,4 +814,3 @@ class MlflowClient:
         """Run DuckDB SQL over the documented views; returns a DuckDB relation."""
         con = self._read(history=True)
         return con.sql(query, params=params) if params else con.sql(query)
-

@@ -11,7 +11,8 @@ from __future__ import annotations
 import atexit
 import logging
 import time
-from typing import TYPE_CHECKING, Any, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from . import settings
 from .client import DEFAULT_EXPERIMENT_ID, MlflowClient, PagedList

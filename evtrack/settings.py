@@ -6,8 +6,9 @@ variable and help. Nothing else in evtrack reads ``os.environ`` for configuratio
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 __all__ = ["SETTINGS", "Setting", "get"]
 

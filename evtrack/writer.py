@@ -138,9 +138,7 @@ class Writer:
             self._write_pending()
 
     def has_pending(self) -> bool:
-        return bool(
-            self._pending or self._events or self._arrays or any(self._metrics.values())
-        )
+        return bool(self._pending or self._events or self._arrays or any(self._metrics.values()))
 
     def _build_segments(self) -> None:
         import pyarrow as pa
@@ -165,7 +163,9 @@ class Writer:
             evs = events.get(scope)
             if evs:
                 times, kinds, keys, values, texts = zip(*evs)
-                parts.append(self._table(schema, scope, kinds, keys, values, None, None, texts, times))
+                parts.append(
+                    self._table(schema, scope, kinds, keys, values, None, None, texts, times)
+                )
             chunk = metric_chunks.get(scope)
             if chunk:
                 keys, values, steps, stamps = _metric_columns(chunk)
@@ -175,15 +175,20 @@ class Writer:
             for arr in arrays.get(scope, ()):
                 parts.append(
                     self._table(
-                        schema, scope, "metric", arr["key"], arr["value"], arr["step"],
-                        arr["timestamp"], None, arr["timestamp"],
+                        schema,
+                        scope,
+                        "metric",
+                        arr["key"],
+                        arr["value"],
+                        arr["step"],
+                        arr["timestamp"],
+                        None,
+                        arr["timestamp"],
                     )
                 )
             table = parts[0] if len(parts) == 1 else pa.concat_tables(parts)
             fmt = (
-                "jsonl"
-                if table.num_rows <= self._jsonl_max and scope not in arrays
-                else "parquet"
+                "jsonl" if table.num_rows <= self._jsonl_max and scope not in arrays else "parquet"
             )
             name = SegmentName(run_id, self.id, self._segments, fmt).name
             self._segments += 1
