@@ -1,0 +1,67 @@
+"""Building the web view: a Flask app of its own, or a blueprint in another app.
+
+``create_app(tracking_uri)`` is what ``evtrack ui`` serves. ``register(app, client)``
+mounts the same pages in another Flask app (``evtrack server`` does), without
+touching that app's own routes: the read-only guard and the security headers belong
+to the blueprint. Both keep per-app state (snapshot and series caches) in
+``app.extensions["evtrack_web"]``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from flask import Flask
+
+from .views import blueprint
+from .views.base import EXTENSION, WebState, reject_writes
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..client import MlflowClient
+
+__all__ = ["blueprint", "create_app", "register"]
+
+
+def register(
+    app: Flask,
+    client: MlflowClient | None = None,
+    *,
+    tracking_uri: str | None = None,
+    url_prefix: str | None = None,
+    min_interval: float = 1.0,
+    poll_seconds: float = 3.0,
+) -> WebState:
+    """Mount the web view on ``app`` for the store of ``client`` (or ``tracking_uri``).
+
+    ``min_interval`` is how long a listing of an experiment's segments is trusted
+    before the store is listed again; ``poll_seconds`` is how often pages check for
+    new events. Nothing is written to the store: the client's writer is never used.
+    """
+    from ..store import get_store, resolve_uri
+    from .series import SeriesCache
+    from .snapshots import Snapshots
+
+    if client is not None:
+        store = client.store
+        uri = client.tracking_uri
+    else:
+        uri = resolve_uri(tracking_uri)
+        store = get_store(uri)
+    web = WebState(
+        store=store,
+        snapshots=Snapshots(store, min_interval=min_interval),
+        series=SeriesCache(store),
+        tracking_uri=uri,
+        poll_seconds=poll_seconds,
+    )
+    app.extensions[EXTENSION] = web
+    app.register_blueprint(blueprint, url_prefix=url_prefix)
+    return web
+
+
+def create_app(tracking_uri: str | None = None, **options: Any) -> Flask:
+    """The web view as an app of its own: every request that is not GET/HEAD gets 405."""
+    app = Flask(__name__, static_folder=None)
+    app.before_request(reject_writes)  # also for URLs no route matches
+    register(app, tracking_uri=tracking_uri, **options)
+    return app

@@ -1,0 +1,214 @@
+"""What every page shares: the blueprint, the read-only guard, JSON twins, headers.
+
+Every page answers HTML by default and JSON with ``?format=json`` (its *twin*, with
+the same data the template got). Requests other than GET and HEAD get 405 before any
+view runs: the web view has no route that writes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from flask import Blueprint, Response, current_app, render_template, request
+
+from ...errors import EvtrackError, InvalidParameterValue, ResourceDoesNotExist
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ...store import Store
+    from ..series import SeriesCache
+    from ..snapshots import Snapshots
+
+__all__ = ["WebState", "blueprint", "page", "state", "to_json"]
+
+blueprint = Blueprint(
+    "evtrack_web",
+    __name__.rsplit(".", 2)[0],
+    template_folder="templates",
+    static_folder="static",
+    static_url_path="/static/evtrack-web",
+)
+
+EXTENSION = "evtrack_web"
+READ_METHODS = ("GET", "HEAD")
+
+#: Pages may only load scripts, styles and images from the server itself: a value that
+#: slipped past escaping still could not run inline script.
+PAGE_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+
+
+@dataclass
+class WebState:
+    """What the views need, kept on ``app.extensions["evtrack_web"]``."""
+
+    store: Store
+    snapshots: Snapshots
+    series: SeriesCache
+    tracking_uri: str
+    poll_seconds: float = 3.0
+
+
+def state() -> WebState:
+    return current_app.extensions[EXTENSION]
+
+
+# -- read-only guard and headers ------------------------------------------------------
+
+
+def reject_writes() -> Response | None:
+    """405 for anything but GET/HEAD (OPTIONS too: nothing here is cross-origin)."""
+    if request.method in READ_METHODS:
+        return None
+    body = {"error_code": "METHOD_NOT_ALLOWED", "message": "The web view is read-only."}
+    resp = Response(json.dumps(body), status=405, mimetype="application/json")
+    resp.headers["Allow"] = ", ".join(READ_METHODS)
+    return resp
+
+
+blueprint.before_request(reject_writes)
+
+
+@blueprint.after_request
+def _headers(resp: Response) -> Response:
+    resp.headers.setdefault("X-Content-Type-Options", "nosniff")
+    resp.headers.setdefault("Referrer-Policy", "same-origin")
+    if resp.mimetype == "text/html":
+        resp.headers.setdefault("Content-Security-Policy", PAGE_CSP)
+        resp.headers.setdefault("X-Frame-Options", "DENY")
+    return resp
+
+
+# -- JSON ---------------------------------------------------------------------------------
+
+
+def _clean(value: Any) -> Any:
+    """JSON has no NaN or infinity: write them as the strings MLflow's REST API uses."""
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "NaN"
+        if math.isinf(value):
+            return "Infinity" if value > 0 else "-Infinity"
+        return value
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if isinstance(value, (dt.datetime, dt.date)):
+        return value.isoformat()
+    return value
+
+
+def to_json(data: Any, status: int = 200) -> Response:
+    body = json.dumps(_clean(data), allow_nan=False, default=str, separators=(",", ":"))
+    resp = Response(body, status=status, mimetype="application/json")
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
+
+
+def wants_json() -> bool:
+    return request.args.get("format") == "json"
+
+
+def page(template: str, data: dict[str, Any], status: int = 200, **extra: Any) -> Response:
+    """The page as HTML, or its JSON twin (``data``) with ``?format=json``."""
+    if wants_json():
+        return to_json(data, status)
+    html = render_template(template, data=data, poll_ms=int(state().poll_seconds * 1000), **extra)
+    resp = Response(html, status=status, mimetype="text/html")
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
+
+
+# -- request arguments ------------------------------------------------------------------
+
+
+def arg_int(name: str, default: int, lo: int | None = None, hi: int | None = None) -> int:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InvalidParameterValue(f"{name} must be an integer, got {raw!r}.") from None
+    if lo is not None and value < lo or hi is not None and value > hi:
+        raise InvalidParameterValue(f"{name} must be between {lo} and {hi}, got {value}.")
+    return value
+
+
+def arg_float(name: str) -> float | None:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise InvalidParameterValue(f"{name} must be a number, got {raw!r}.") from None
+    if not math.isfinite(value):
+        raise InvalidParameterValue(f"{name} must be a finite number.")
+    return value
+
+
+def arg_list(name: str) -> list[str]:
+    """A comma-separated or repeated argument (run ids and keys hold no commas)."""
+    out: list[str] = []
+    for raw in request.args.getlist(name):
+        out.extend(part for part in raw.split(",") if part)
+    return out
+
+
+# -- errors ------------------------------------------------------------------------------
+
+
+@blueprint.errorhandler(EvtrackError)
+def _evtrack_error(error: EvtrackError) -> Response:
+    status = 404 if isinstance(error, ResourceDoesNotExist) else error.http_status
+    data = {"error_code": error.error_code, "message": error.message}
+    if wants_json() or is_api():
+        return to_json(data, status)
+    return page("error.html", data, status)
+
+
+def is_api() -> bool:
+    """JSON-only endpoints (chart data, versions) are the views named ``api_*``."""
+    return (request.endpoint or "").rsplit(".", 1)[-1].startswith("api_")
+
+
+def _register_filters() -> None:
+    from ..formatting import FILTERS
+
+    for name, fn in FILTERS.items():
+        blueprint.add_app_template_filter(fn, name)
+
+
+_register_filters()
+
+
+@blueprint.app_template_global()
+def url_with(**changes: Any) -> str:
+    """The current page's URL with some query arguments changed (None drops one)."""
+    from flask import url_for
+
+    args: dict[str, Any] = request.args.to_dict(flat=False)
+    args.pop("format", None)
+    for key, value in changes.items():
+        if value is None or value == [] or value == "":
+            args.pop(key, None)
+        else:
+            args[key] = value if isinstance(value, list) else [value]
+    return url_for(request.endpoint, **(request.view_args or {}), **args)
+
+
+@blueprint.app_template_global()
+def twin_url() -> str:
+    """The JSON twin of the current page."""
+    from flask import url_for
+
+    args: dict[str, Any] = request.args.to_dict(flat=False)
+    args["format"] = ["json"]
+    return url_for(request.endpoint, **(request.view_args or {}), **args)
