@@ -661,13 +661,13 @@ class MlflowClient:
         """The full history of one metric as an Arrow table (step, timestamp, value)."""
         import pyarrow.compute as pc
 
-        from .query import load_events
+        from .query import column_equals, load_events
 
         experiment_id = self._experiment_of(run_id)
         self._ready()
         self.writer.flush()
         events = load_events(self.store, [experiment_id], run_id)
-        mask = pc.and_(pc.equal(events["kind"], "metric"), pc.equal(events["key"], key))
+        mask = pc.and_(column_equals(events["kind"], "metric"), column_equals(events["key"], key))
         table = events.filter(mask).select(["step", "timestamp", "value"])
         steps = table["step"]
         if (

@@ -182,6 +182,25 @@ def connect(events: pa.Table) -> duckdb.DuckDBPyConnection:
     return con
 
 
+def column_equals(column: pa.ChunkedArray, value: str) -> pa.ChunkedArray:
+    """``column == value`` for a dictionary-encoded column, comparing integer indices.
+
+    ``pc.equal`` on a dictionary column decodes every row (~3.5 s for 10 M rows); looking
+    the value up once per chunk's dictionary makes it an integer compare (milliseconds).
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    out = []
+    for chunk in column.chunks:
+        if pa.types.is_dictionary(chunk.type):
+            # -1 (absent) matches no index: the result is all false, nulls kept.
+            out.append(pc.equal(chunk.indices, pc.index(chunk.dictionary, value).as_py()))
+        else:
+            out.append(pc.equal(chunk, value))
+    return pa.chunked_array(out, pa.bool_())
+
+
 def rows(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> list[dict]:
     cur = con.execute(sql, params or [])
     names = [d[0] for d in cur.description]
