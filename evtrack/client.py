@@ -190,7 +190,7 @@ class MlflowClient:
         self._ready()
         owner = self.store.name_owner(name)
         if owner is not None:
-            found = self._experiments("experiment_id = ?", [owner])
+            found = self._experiments("experiment_id = ?", [owner], only=owner)
             if not found or found[0].name == name:
                 stage = found[0].lifecycle_stage if found else "active"
                 raise ResourceAlreadyExists(
@@ -217,10 +217,13 @@ class MlflowClient:
         self.writer.flush()
         return experiment_id
 
-    def _experiments(self, where: str = "true", params: list | None = None) -> list[Experiment]:
+    def _experiments(
+        self, where: str = "true", params: list | None = None, only: str | None = None
+    ) -> list[Experiment]:
+        """Experiments matching ``where``; ``only`` reads just that experiment's events."""
         from .query import rows
 
-        con = self._read()
+        con = self._read(None if only is None else [only])
         out = []
         for r in rows(con, f"select * from experiments where {where}", params):
             tags = dict(
@@ -234,7 +237,7 @@ class MlflowClient:
 
     def get_experiment(self, experiment_id: str) -> Experiment:
         experiment_id = validation.check_experiment_id(experiment_id)
-        found = self._experiments("experiment_id = ?", [str(experiment_id)])
+        found = self._experiments("experiment_id = ?", [experiment_id], only=experiment_id)
         if not found:
             raise ExperimentNotFound(f"No Experiment with id={experiment_id} exists")
         return found[0]
@@ -246,7 +249,7 @@ class MlflowClient:
         owner = self.store.name_owner(name)
         if owner is None:
             return None
-        found = self._experiments("experiment_id = ? and name = ?", [owner, name])
+        found = self._experiments("experiment_id = ? and name = ?", [owner, name], only=owner)
         return found[0] if found else None
 
     def search_experiments(
@@ -474,6 +477,8 @@ class MlflowClient:
         self.writer.add(experiment_id, run_id, "run", "status", status, time_ms=t)
         self.writer.add(experiment_id, run_id, "run", "end_time", str(end_time), time_ms=t)
         self.writer.flush()
+        # A finished run's buffer would otherwise be visited by every later flush.
+        self.writer.release(experiment_id, run_id)
 
     def _set_run_stage(self, run_id: str, stage: str) -> None:
         experiment_id = self._experiment_of(run_id)

@@ -326,7 +326,12 @@ def read_events(
         tables = [t for t in tables if t.num_rows]
         if not tables:
             return event_schema().empty_table()
-        return tables[0] if len(tables) == 1 else pa.concat_tables(tables)
+        if len(tables) == 1:
+            return tables[0]
+        table = pa.concat_tables(tables)
+        # DuckDB scans an Arrow table chunk by chunk: thousands of tiny chunks (one per
+        # segment) made a search over 10,000 uncompacted runs ~50x slower.
+        return table.combine_chunks() if len(tables) > 16 else table
     raise AssertionError("unreachable")
 
 

@@ -19,6 +19,7 @@ import atexit
 import logging
 import os
 import secrets
+import sys
 import threading
 import time
 import weakref
@@ -96,6 +97,20 @@ class Writer:
                 buf = self._metrics.setdefault((experiment_id, run_id), [])
             self._ensure_thread()
         return buf
+
+    def release(self, experiment_id: str, run_id: str) -> None:
+        """Forget an ended run's (empty) metric buffer so flushes stop visiting it.
+
+        A process that runs thousands of runs (a sweep, a tracking server) would
+        otherwise scan every buffer it ever made on every flush. A later log call to
+        the run simply gets a new buffer from :meth:`metric_buffer`.
+        """
+        with self._buffer_lock:
+            buf = self._metrics.get((experiment_id, run_id))
+            # Only if nobody else holds the list (an ActiveRun still logging into it):
+            # the dict, ``buf`` and getrefcount's argument are the three references.
+            if buf is not None and not buf and sys.getrefcount(buf) <= 3:
+                del self._metrics[(experiment_id, run_id)]
 
     def add(
         self,
