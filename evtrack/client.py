@@ -542,6 +542,7 @@ class MlflowClient:
         ``steps`` defaults to ``0..n-1``, ``timestamps`` to now. The arrays go straight
         to Arrow and into one Parquet segment: no Python object per point.
         """
+        import numpy as np
         import pyarrow as pa
 
         experiment_id = self._experiment_of(run_id)
@@ -554,7 +555,10 @@ class MlflowClient:
             stamps_a = pa.repeat(pa.scalar(now_ms(), pa.int64()), n)
         table = pa.table(
             {
-                "key": pa.repeat(pa.scalar(key, pa.string()), n),
+                # One dictionary entry, n zero indices: no n-string column to build.
+                "key": pa.DictionaryArray.from_arrays(
+                    pa.array(np.zeros(n, dtype=np.int32)), pa.array([key], pa.string())
+                ),
                 "value": values_a,
                 "step": steps_a,
                 "timestamp": stamps_a,
