@@ -65,6 +65,8 @@ class _StoreState:
         self.params: dict[str, dict[str, str]] = {}
         self.default_ready = False
         self.lock = threading.Lock()
+        # experiment id -> (monotonic time read, Experiment), for create_run only
+        self.experiments: dict[str, tuple[float, Experiment]] = {}
 
 
 _STATES: dict[int, _StoreState] = {}
@@ -134,6 +136,7 @@ class MlflowClient:
             self._state.default_ready = True
 
     def _experiment_events(self, experiment_id: str, **attrs: Any) -> None:
+        self._state.experiments.pop(experiment_id, None)  # our own change: seen at once
         t = now_ms()
         for key, value in attrs.items():
             self.writer.add(experiment_id, None, "experiment", key, str(value), time_ms=t)
@@ -274,6 +277,24 @@ class MlflowClient:
         by_id = {e.experiment_id: e for e in self._experiments()}
         return PagedList([by_id[i] for i in ids if i in by_id], token)
 
+    def _recent_experiment(self, experiment_id: str, max_age: float = 2.0) -> Experiment:
+        """The experiment as read at most ``max_age`` seconds ago by this process.
+
+        ``create_run`` needs the experiment's state and artifact location; rereading the
+        experiment for each of a sweep's runs made run creation slow down as the
+        experiment grew. The cost: a run may be created in an experiment that another
+        process deleted less than ``max_age`` seconds earlier (changes made by this
+        process are seen at once).
+        """
+        import time
+
+        cached = self._state.experiments.get(experiment_id)
+        if cached is not None and time.monotonic() - cached[0] < max_age:
+            return cached[1]
+        exp = self.get_experiment(experiment_id)
+        self._state.experiments[experiment_id] = (time.monotonic(), exp)
+        return exp
+
     def _experiment_must_exist(self, experiment_id: str) -> Experiment:
         return self.get_experiment(experiment_id)
 
@@ -340,7 +361,7 @@ class MlflowClient:
 
         experiment_id = str(experiment_id)
         tags = dict(validation.check_tag(k, v, truncate=False) for k, v in (tags or {}).items())
-        exp = self._experiment_must_exist(experiment_id)
+        exp = self._recent_experiment(experiment_id)
         if exp.lifecycle_stage != LifecycleStage.ACTIVE:
             raise InvalidParameterValue(
                 f"The experiment {experiment_id} must be in the 'active' state. "
