@@ -737,8 +737,19 @@ class MlflowClient:
         )  # parse and check before touching the store
         self._ready()
         known = set(self.store.list_experiment_ids())
-        con = self._read([e for e in experiment_ids if e in known])
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        from .query import connect, load_events
+
+        self.writer.flush()
+        events = load_events(self.store, [e for e in experiment_ids if e in known], None, False)
+        con = connect(events)
         ids, token = query.page([r[0] for r in con.execute(query.sql, query.params).fetchall()])
+        if len(ids) < 0.5 * events.num_rows / 10:
+            # Fold only the found runs' events: the views aggregate every row they see.
+            mine = events.filter(pc.is_in(events["run_id"], value_set=pa.array(ids, pa.string())))
+            con = connect(mine)
         return PagedList(self._runs_from(con, ids), token)
 
     # -- artifacts -------------------------------------------------------------------
