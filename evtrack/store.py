@@ -31,7 +31,6 @@ from typing import TYPE_CHECKING, Any
 
 from . import settings
 from .errors import ResourceAlreadyExists, StoreError, StoreVersionError
-from .segments import SegmentName, decode, parse_name
 
 if TYPE_CHECKING:  # pragma: no cover
     import pyarrow as pa
@@ -228,51 +227,6 @@ class Store:
             (n for n in self.listdir(self.path("experiments")) if not n.startswith(".")),
             key=lambda n: (len(n), n),
         )
-
-    def list_segments(
-        self, experiment_id: str, scope: str | None = None
-    ) -> list[tuple[str, SegmentName]]:
-        """Visible segments of an experiment (optionally of one run, or "_" for its own)."""
-        folder = self.events_dir(experiment_id)
-        out = []
-        for name in self.listdir(folder):
-            seg = parse_name(name)
-            if seg is None or (scope is not None and seg.scope != scope):
-                continue
-            out.append((f"{folder}/{name}", seg))
-        return out
-
-    def read_segments(self, paths: list[str]) -> list[pa.Table]:
-        """Decode segments, from the cache when possible; fetches run concurrently."""
-        tables: dict[str, pa.Table] = {}
-        missing = []
-        for p in paths:
-            cached = self.cache.get(p)
-            if cached is None:
-                missing.append(p)
-            else:
-                tables[p] = cached
-        if missing:
-            if self.is_local or len(missing) == 1:
-                blobs = {p: self._read_or_none(p) for p in missing}
-            else:
-                blobs = self.fs.cat(missing, on_error="return")
-            for p in missing:
-                data = blobs.get(p)
-                if isinstance(data, FileNotFoundError) or data is None:
-                    raise FileNotFoundError(p)  # collected away since listing: caller relists
-                if isinstance(data, Exception):
-                    raise data
-                table = decode(data, p.rsplit(".", 1)[-1], where=p)
-                self.cache.put(p, table)
-                tables[p] = table
-        return [tables[p] for p in paths]
-
-    def _read_or_none(self, path: str) -> bytes | None:
-        try:
-            return self.fs.cat_file(path)
-        except FileNotFoundError:
-            return None
 
     # -- claims: experiment ids, experiment names, run ids --------------------------
 
