@@ -206,9 +206,9 @@ class TempRoot:
 
 
 def compaction_module():
-    """``evtrack.compaction`` if this evtrack has it, else None."""
+    """``evtrack.store.log.compaction`` if this evtrack has it, else None."""
     try:
-        from evtrack import compaction
+        from evtrack.store.log.layout.log import compaction
     except ImportError:
         return None
     return compaction if hasattr(compaction, "compact_experiment") else None

@@ -230,7 +230,7 @@ def main(argv: list[str] | None = None) -> list[Row]:
                 f"end_run() after {n:,} points, EVTRACK_AUTO_COMPACT=1",
                 "s",
                 min(compact_ends),
-                note="includes compacting the run's segments (evtrack.compaction)",
+                note="includes compacting the run's segments (evtrack.store.log.compaction)",
             )
         )
     emit(rows, args, "log_metric")

@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> list[Row]:
             )
         compaction = compaction_module()
         if compaction is not None:
-            from evtrack.store import get_store
+            from evtrack.store.log.layout import get_store
 
             t0 = time.perf_counter()
             compaction.compact_experiment(get_store(uri), "0")

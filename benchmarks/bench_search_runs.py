@@ -86,8 +86,8 @@ def _bulk_runs(uri: str, experiment_id: str, location: str, start: int, stop: in
     """Runs start..stop-1 as the events ``create_run`` + ``log_batch`` + ``set_terminated``
     write, through evtrack's own writer, one flush (segment) per run."""
     import evtrack
-    from evtrack.context import user_name
-    from evtrack.writer import now_ms
+    from evtrack.tracking.context import user_name
+    from evtrack.store.log.writer import now_ms
 
     client = evtrack.MlflowClient(uri)
     store, writer = client.store, client.writer
@@ -227,7 +227,7 @@ def main(argv: list[str] | None = None) -> list[Row]:
         compaction = compaction_module()
         compact_s = None
         if compaction is not None:
-            from evtrack.store import get_store
+            from evtrack.store.log.layout import get_store
 
             t0 = time.perf_counter()
             try:

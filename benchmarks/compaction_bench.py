@@ -23,12 +23,12 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
 os.environ["EVTRACK_AUTO_COMPACT"] = "false"
 
 import evtrack  # noqa: E402
-from evtrack import compaction  # noqa: E402
-from evtrack.maintenance import gc  # noqa: E402
-from evtrack.query import connect, load_events  # noqa: E402
+from evtrack.store.log.layout.log import compaction
+from evtrack.store.log.maintenance import gc  # noqa: E402
+from evtrack.store.log.views import connect, load_events  # noqa: E402
 from evtrack.search import compile_search_runs  # noqa: E402
-from evtrack.store import Store, _TableCache  # noqa: E402
-from evtrack.writer import Writer  # noqa: E402
+from evtrack.store.log.layout import Store, _TableCache  # noqa: E402
+from evtrack.store.log.writer import Writer  # noqa: E402
 
 RUNS = int(os.environ.get("EVTRACK_BENCH_RUNS", "10000"))
 
@@ -117,7 +117,7 @@ def make_runs(store: Store, exp: str, first: int, n: int) -> None:
 
 
 def search(store: Store, exp: str, history: bool) -> int:
-    from evtrack.client import MlflowClient
+    from evtrack.tracking.client import MlflowClient
 
     sql, params, _ = compile_search_runs(
         [exp], "metrics.rmse < 2.5 and params.alpha = '3'", 1, 1000, ["metrics.rmse ASC"], None

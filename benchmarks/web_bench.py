@@ -16,7 +16,7 @@ what a person meets first: the server reading the store. Times:
   wide), cold and warm, and a zoomed request.
 
 Raw stores hold one segment per run (what thousands of separate processes leave);
-compacted ones went through ``evtrack.compaction.compact_experiment`` (what a run's
+compacted ones went through ``evtrack.store.log.compaction.compact_experiment`` (what a run's
 end does by default). Targets (issue 5): 10,000-run table interactive < 1 s, 10 M-point
 chart data < 0.3 s. Without Chromium only the HTTP times are reported.
 """
@@ -55,8 +55,8 @@ def runs_store(workdir: Path, n: int, compacted: bool) -> tuple[str, str]:
         return str(raw), experiment_id
     target = workdir / f"runs-{n}-compacted"
     if not (target / "done.json").exists():
-        from evtrack.compaction import compact_experiment
-        from evtrack.store import get_store
+        from evtrack.store.log.compaction import compact_experiment
+        from evtrack.store.log.layout import get_store
 
         shutil.rmtree(target, ignore_errors=True)
         shutil.copytree(raw, target)
@@ -69,7 +69,7 @@ def runs_store(workdir: Path, n: int, compacted: bool) -> tuple[str, str]:
 def series_store(workdir: Path, n: int) -> tuple[str, str, str]:
     import numpy as np
 
-    from evtrack.client import MlflowClient
+    from evtrack.tracking.client import MlflowClient
 
     target = workdir / f"series-{n}"
     if not (target / "done.json").exists():

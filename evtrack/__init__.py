@@ -6,11 +6,11 @@ evtrack is cheap: pyarrow, DuckDB and pandas load on first use, not here.
 
 from __future__ import annotations
 
-from . import entities, errors, exceptions, tracking  # mlflow.exceptions, mlflow.tracking
-from .client import MlflowClient
-from .entities import ViewType
-from .errors import EvtrackError, MlflowException
-from .fluent import (
+from evtrack import entities, errors, exceptions, tracking  # mlflow.exceptions, mlflow.tracking
+from evtrack.tracking.client import MlflowClient
+from evtrack.entities import ViewType
+from evtrack.errors import EvtrackError, MlflowException
+from evtrack.tracking.fluent import (
     ActiveRun,
     active_run,
     create_experiment,

@@ -40,7 +40,7 @@ class ViewType:
         try:
             return cls._NAMES[name.upper()]
         except KeyError:
-            from .errors import InvalidParameterValue
+            from evtrack.errors import InvalidParameterValue
 
             raise InvalidParameterValue(
                 f"Invalid view type {name!r}: use ACTIVE_ONLY, DELETED_ONLY or ALL."

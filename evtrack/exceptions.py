@@ -1,4 +1,4 @@
 """MLflow's module name for the exception tree (``mlflow.exceptions.MlflowException``)."""
 
-from .errors import *  # noqa: F403
-from .errors import __all__  # noqa: F401
+from evtrack.errors import *  # noqa: F403
+from evtrack.errors import __all__  # noqa: F401

@@ -105,7 +105,7 @@ SETTINGS: tuple[Setting, ...] = (
         "EVTRACK_USER",
         "User recorded in mlflow.user (default: the login name).",
     ),
-    # -- logging to an evtrack server over HTTP (evtrack/remote.py) --
+    # -- logging to an evtrack server over HTTP (evtrack/store/rest/client.py) --
     Setting(
         "tracking_token",
         None,

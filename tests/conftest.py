@@ -21,7 +21,7 @@ import pytest
 from s3_server import new_s3_uri, s3_server  # noqa: F401 - the S3 backend and its fixture
 
 import evtrack
-from evtrack import fluent
+from evtrack.tracking import fluent
 
 
 def _memory_uri(request: pytest.FixtureRequest) -> str:

@@ -18,7 +18,7 @@ def events_snapshot(client: evtrack.MlflowClient) -> list[dict]:
     What "the store is unchanged" compares. Read as Arrow, without DuckDB: a hundred
     times cheaper than ``select * from events``, and bad-input tests take many.
     """
-    from evtrack.query import load_events
+    from evtrack.store.log.views import load_events
 
     client.flush()
     rows = load_events(client.store).to_pylist()

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from test_web_seed import XSS, Demo, UIProcess, seed_demo
 
-from evtrack.client import MlflowClient
+from evtrack.tracking.client import MlflowClient
 
 CHROMIUM = os.environ.get("EVTRACK_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 SHOTS = os.environ.get("EVTRACK_SCREENSHOTS")

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from helpers import subprocess_env
 
 import evtrack
-from evtrack.cli import main
+from evtrack.cli.main import main
 
 
 @pytest.fixture

@@ -15,13 +15,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import evtrack
-from evtrack import compaction, manifest, snapshot
-from evtrack.events import event_schema
-from evtrack.maintenance import doctor, gc
-from evtrack.manifest import read_manifest
-from evtrack.query import VIEW_NAMES, load_events
-from evtrack.segments import SegmentName, encode
-from evtrack.store import Store
+from evtrack.store.log.layout.log import compaction
+from evtrack.store.log.layout.log import manifest
+from evtrack.store.log.layout.log import snapshot
+from evtrack.store.log.events import event_schema
+from evtrack.store.log.maintenance import doctor, gc
+from evtrack.store.log.manifest import read_manifest
+from evtrack.store.log.views import VIEW_NAMES, load_events
+from evtrack.store.log.segments import SegmentName, encode
+from evtrack.store.log.layout import Store
 
 
 def _norm(rows):
@@ -38,7 +40,7 @@ def views(table: pa.Table, names=VIEW_NAMES) -> dict[str, list]:
     """Every view's rows, in a stable order (the views' own SQL, on a cheap cursor)."""
     import duckdb
 
-    from evtrack.query import _VIEWS
+    from evtrack.store.log.views import _VIEWS
 
     if not _DB:
         _DB.append(duckdb.connect())

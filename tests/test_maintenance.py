@@ -9,12 +9,12 @@ import pytest
 from click.testing import CliRunner
 
 import evtrack
-from evtrack import compaction
-from evtrack.cli import main
-from evtrack.maintenance import doctor, gc
-from evtrack.manifest import list_versions, read_manifest
-from evtrack.query import load_events
-from evtrack.snapshot import list_segments
+from evtrack.store.log.layout.log import compaction
+from evtrack.cli.main import main
+from evtrack.store.log.maintenance import doctor, gc
+from evtrack.store.log.manifest import list_versions, read_manifest
+from evtrack.store.log.views import load_events
+from evtrack.store.log.snapshot import list_segments
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ import textwrap
 
 import pytest
 
-from evtrack.client import MlflowClient
+from evtrack.tracking.client import MlflowClient
 from evtrack.server.testing import ServerProcess
 
 pytestmark = pytest.mark.mlflow

@@ -19,9 +19,9 @@ import pytest
 from helpers import subprocess_env
 
 import evtrack
-from evtrack import compaction
-from evtrack.maintenance import doctor
-from evtrack.query import load_events
+from evtrack.store.log.layout.log import compaction
+from evtrack.store.log.maintenance import doctor
+from evtrack.store.log.views import load_events
 
 POINTS = int(os.environ.get("EVTRACK_RACE_POINTS", "100000"))
 S3_POINTS = int(os.environ.get("EVTRACK_RACE_S3_POINTS", "5000"))
@@ -41,7 +41,7 @@ client.flush()
 
 _COMPACTOR = """
 import os, sys, time, evtrack
-from evtrack import compaction
+from evtrack.store.log.layout.log import compaction
 uri, exp, run_id, stop = sys.argv[1:5]
 store = evtrack.MlflowClient(uri).store
 n = 0
@@ -56,7 +56,7 @@ print(n)
 
 _READER = """
 import os, sys, evtrack
-from evtrack.query import load_events
+from evtrack.store.log.views import load_events
 import pyarrow as pa
 import pyarrow.compute as pc
 uri, exp, run_id, stop, total = sys.argv[1:6]
@@ -153,7 +153,7 @@ for i in range(n):
 
 _LOOPING_COMPACTOR = """
 import sys, evtrack
-from evtrack import compaction
+from evtrack.store.log.layout.log import compaction
 uri, exp, run_id = sys.argv[1:4]
 store = evtrack.MlflowClient(uri).store
 print("ready", flush=True)

@@ -7,9 +7,9 @@ import pytest
 from helpers import run_python, subprocess_env
 
 import evtrack
-from evtrack import compaction
-from evtrack.query import load_events
-from evtrack.store import Store
+from evtrack.store.log.layout.log import compaction
+from evtrack.store.log.views import load_events
+from evtrack.store.log.layout import Store
 
 
 @pytest.fixture

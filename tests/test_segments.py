@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from evtrack.errors import StoreError
-from evtrack.events import KINDS, event_schema
-from evtrack.segments import decode, decode_jsonl_many, encode, parse_name
+from evtrack.store.log.events import KINDS, event_schema
+from evtrack.store.log.segments import decode, decode_jsonl_many, encode, parse_name
 
 texts = st.one_of(st.none(), st.text(max_size=20))
 ids = st.one_of(st.none(), st.text(alphabet="abcdef0123456789", min_size=1, max_size=8))

@@ -18,7 +18,7 @@ import urllib.request
 
 import pytest
 
-from evtrack.client import MlflowClient
+from evtrack.tracking.client import MlflowClient
 from evtrack.server import create_app
 from evtrack.server.testing import ServerProcess, free_port
 
@@ -98,7 +98,7 @@ def test_spool_when_unreachable_then_sync(server, tmp_path):
     spool = tmp_path / "spool"
     run_py(
         f"""
-        from evtrack.remote import RemoteClient, get_sink
+        from evtrack.store.rest.client import RemoteClient, get_sink
         c = RemoteClient({dead!r})
         c._state.run_experiment[{run_id!r}] = {exp!r}
         for i in range(1000):
@@ -114,7 +114,7 @@ def test_spool_when_unreachable_then_sync(server, tmp_path):
     assert spooled, "segments must be spooled, not dropped"
     assert MlflowClient(store).get_metric_history(run_id, "m") == []
     # The spool is for the dead URL; send it to the live server (same store) by moving it.
-    from evtrack.remote import spool_folder
+    from evtrack.store.rest.client import spool_folder
 
     os.makedirs(os.path.dirname(spool_folder(url)), exist_ok=True)
     env = {**os.environ, "EVTRACK_SPOOL_DIR": str(spool)}
@@ -158,7 +158,7 @@ def app_env(tmp_path_factory):
 
 
 def _segment(eid: str, rid: str, n: int = 100, writer_id: str | None = None) -> tuple[str, bytes]:
-    from evtrack.writer import Writer
+    from evtrack.store.log.writer import Writer
 
     class Capture:
         uri, is_local = "capture", False
@@ -192,7 +192,7 @@ def test_segment_put_is_idempotent(app_env):
     again = c.put(url, data=data, content_type="application/octet-stream").get_json()
     assert first["created"] is True and again["created"] is False and first["events"] == 600
     assert len(MlflowClient(app_env["store"]).get_metric_history(rid, "seg")) == 600
-    from evtrack.segments import parse_name
+    from evtrack.store.log.segments import parse_name
 
     other_name, other = _segment(eid, rid, 600, writer_id=parse_name(name).writer)
     assert other_name == name and other != data  # same name, other content: a bug somewhere

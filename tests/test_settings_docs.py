@@ -9,7 +9,7 @@ import click
 import pytest
 
 from evtrack import settings
-from evtrack.cli import main
+from evtrack.cli.main import main
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "settings.md"

@@ -11,7 +11,7 @@ import pytest
 
 import evtrack
 from evtrack import MlflowClient
-from evtrack.query import VIEW_NAMES, VIEWS_VERSION
+from evtrack.store.log.views import VIEW_NAMES, VIEWS_VERSION
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "sql.md"
 

@@ -35,12 +35,12 @@ from evtrack.errors import (
     StoreError,
     StoreVersionError,
 )
-from evtrack.store import STORE_FORMAT_VERSION
+from evtrack.store.log.layout import STORE_FORMAT_VERSION
 
 INT64_MAX = 2**63 - 1
 INT64_MIN = -(2**63)
 
-#: The documented view schemas (evtrack/query.py, docs/): a public, versioned contract.
+#: The documented view schemas (evtrack/store/log/views.py, docs/): a public, versioned contract.
 DOCUMENTED_VIEWS = {
     "events": [
         "writer",
@@ -270,7 +270,7 @@ class StoreContract:
         assert client.get_run(run_id).data.params == expected
 
         # A process that has not seen the run before reads the param from the store.
-        monkeypatch.setattr(evtrack.client, "_STATES", {})
+        monkeypatch.setattr(evtrack.tracking.client, "_STATES", {})
         fresh = MlflowClient(uri)
         with pytest.raises(InvalidParameterValue, match="Changing param values"):
             fresh.log_param(run_id, "alpha", 1)

@@ -1,4 +1,4 @@
-"""Every rule of evtrack.validation, accepted and refused, at and past each limit.
+"""Every rule of evtrack.tracking.validation, accepted and refused, at and past each limit.
 
 The expected numbers and messages were read from MLflow 3.x (mlflow/utils/validation.py,
 the tracking stores, the REST handlers); ``test_agrees_with_real_mlflow`` checks the string
@@ -22,7 +22,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from evtrack import validation as v
+from evtrack.tracking import validation as v
 from evtrack.errors import InvalidParameterValue
 
 INVALID = "INVALID_PARAMETER_VALUE"
@@ -630,7 +630,7 @@ def test_value_length_boundaries(check, limit, entity, caplog):
     err = refused(check, "v" * (limit + 1), truncate=False)
     assert err.message.startswith(f"{entity} exceeds the maximum length of {limit} characters")
     # Default, as MLflow's MLFLOW_TRUNCATE_LONG_VALUES=true: cut, with a logged warning.
-    with caplog.at_level(logging.WARNING, logger="evtrack.validation"):
+    with caplog.at_level(logging.WARNING, logger="evtrack.tracking.validation"):
         assert check("v" * (limit + 5)) == "v" * limit
     assert f"({limit + 5} characters) is truncated to {limit} characters" in caplog.text
     assert check("é" * limit, truncate=False) == "é" * limit  # characters, not bytes

@@ -20,7 +20,7 @@ from flask import Flask
 from test_web_seed import XSS, Demo, seed_demo
 
 import evtrack
-from evtrack.client import MlflowClient
+from evtrack.tracking.client import MlflowClient
 from evtrack.web import blueprint, create_app, register
 from evtrack.web.downsample import SeriesIndex, m4
 from evtrack.web.formatting import fmt_duration, fmt_size, fmt_value
@@ -336,8 +336,8 @@ def test_m4_matches_every_pixel_column() -> None:
 
 
 def test_summary_equals_views_over_all_events(demo: Demo, long_run: str) -> None:
-    from evtrack.query import connect, load_events
-    from evtrack.store import get_store
+    from evtrack.store.log.views import connect, load_events
+    from evtrack.store.log.layout import get_store
     from evtrack.web.summary import summarize
 
     store = get_store(demo.uri)
@@ -628,7 +628,7 @@ def test_nan_metrics_in_json_twins(tmp_path: Path) -> None:
 def test_cli_ui_help() -> None:
     from click.testing import CliRunner
 
-    from evtrack.cli import main
+    from evtrack.cli.main import main
 
     result = CliRunner().invoke(main, ["ui", "--help"])
     assert result.exit_code == 0

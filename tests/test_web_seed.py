@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import evtrack
-from evtrack.client import MlflowClient
+from evtrack.tracking.client import MlflowClient
 
 #: Every payload sets window.__xss if it ever runs; tests assert it stays undefined.
 XSS = {
@@ -255,7 +255,7 @@ def seed_demo(uri: str) -> Demo:
 
 def _safe_name(client: MlflowClient, wanted: str) -> str:
     """``wanted`` if the artifact path rules accept it, else a name close to it."""
-    from evtrack import validation
+    from evtrack.tracking import validation
     from evtrack.errors import InvalidParameterValue
 
     try:

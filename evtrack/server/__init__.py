@@ -7,8 +7,8 @@ it needs Flask.
 
 from __future__ import annotations
 
-from .app import create_app
-from .auth import Auth
-from .serve import run_server
+from evtrack.server.app import create_app
+from evtrack.server.auth import Auth
+from evtrack.server.serve import run_server
 
 __all__ = ["Auth", "create_app", "run_server"]

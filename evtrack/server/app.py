@@ -12,10 +12,10 @@ import logging
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
-from ..errors import EvtrackError, PermissionDenied
-from .auth import Auth, is_write
-from .backend import Backend
-from .protocol import dumps
+from evtrack.errors import EvtrackError, PermissionDenied
+from evtrack.server.auth import Auth, is_write
+from evtrack.server.backend import Backend
+from evtrack.server.protocol import dumps
 
 __all__ = ["create_app"]
 
@@ -58,8 +58,8 @@ def create_app(
     ``auth`` is an :class:`~evtrack.server.auth.Auth` or a bearer token string;
     ``read_only`` refuses every write with ``PERMISSION_DENIED`` (403).
     """
-    from .. import __version__
-    from . import artifacts_proxy, mlflow_api, native, not_supported
+    from evtrack import __version__
+    from evtrack.server import artifacts_proxy, mlflow_api, native, not_supported
 
     if isinstance(auth, str):
         auth = Auth(token=auth)

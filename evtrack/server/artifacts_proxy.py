@@ -3,11 +3,11 @@ through the server, under its artifact root, exactly as with ``mlflow server``.
 
 ``/api/2.0/mlflow-artifacts/artifacts/<path>`` (GET, PUT, DELETE) and
 ``/api/2.0/mlflow-artifacts/artifacts?path=…`` (listing). Paths are checked with
-:func:`evtrack.validation.check_artifact_path` (no ``..``, no absolute paths, no
+:func:`evtrack.tracking.validation.check_artifact_path` (no ``..``, no absolute paths, no
 %-encoded tricks), so nothing outside the artifact root can be read or written.
 
 A file put under a run's artifact folder (``…/<run_id>/artifacts/<file>``) is written
-through that run's :class:`~evtrack.artifacts.ArtifactRepository` and recorded as an
+through that run's :class:`~evtrack.artifacts.repository.ArtifactRepository` and recorded as an
 ``artifact`` event, so evtrack's ``artifacts`` view sees what the stock client logged.
 """
 
@@ -21,12 +21,12 @@ from typing import Any
 
 from flask import Flask, Response, request
 
-from .. import validation
-from ..artifacts import ArtifactRepository
-from ..errors import ArtifactNotFound
-from .incoming import backend, body_bytes, config, message
-from .mlflow_api import ok
-from .protocol import file_info_json
+from evtrack.tracking import validation
+from evtrack.artifacts.repository import ArtifactRepository
+from evtrack.errors import ArtifactNotFound
+from evtrack.server.incoming import backend, body_bytes, config, message
+from evtrack.server.mlflow_api import ok
+from evtrack.server.protocol import file_info_json
 
 __all__ = ["register"]
 

@@ -1,6 +1,6 @@
 """What one server worker holds: the store, its writer, group commit, artifact mapping.
 
-:class:`ServerClient` is evtrack's :class:`~evtrack.client.MlflowClient` with the
+:class:`ServerClient` is evtrack's :class:`~evtrack.tracking.client.MlflowClient` with the
 differences a shared, multi-process server needs:
 
 * every ``writer.flush()`` the client makes goes through :class:`GroupCommit`, so a
@@ -24,10 +24,10 @@ import threading
 import time
 from typing import Any
 
-from ..client import MlflowClient
-from ..errors import InvalidParameterValue
-from ..store import resolve_uri
-from .commit import GroupCommit
+from evtrack.tracking.client import MlflowClient
+from evtrack.errors import InvalidParameterValue
+from evtrack.store.log.layout import resolve_uri
+from evtrack.server.commit import GroupCommit
 
 __all__ = ["ACTIVE_TTL", "Backend", "ServerClient"]
 
@@ -132,7 +132,7 @@ class Backend:
         """The inverse of :meth:`public_uri`, for locations clients send."""
         if uri.startswith(PROXY_SCHEME):
             rel = uri[len(PROXY_SCHEME) :].lstrip("/")
-            from ..validation import check_artifact_path
+            from evtrack.tracking.validation import check_artifact_path
 
             rel = check_artifact_path(rel)
             return f"{self.proxied_root}/{rel}" if rel else self.proxied_root

@@ -7,9 +7,9 @@ from typing import Any
 
 from flask import current_app, request
 
-from ..errors import InvalidParameterValue
-from .backend import Backend
-from .protocol import ParseSpec, parse, query_args
+from evtrack.errors import InvalidParameterValue
+from evtrack.server.backend import Backend
+from evtrack.server.protocol import ParseSpec, parse, query_args
 
 __all__ = ["backend", "body_bytes", "config", "json_body", "message"]
 

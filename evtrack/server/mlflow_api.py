@@ -14,11 +14,11 @@ from typing import Any
 
 from flask import Flask, Response
 
-from .. import validation
-from ..entities import Dataset, DatasetInput, InputTag, Metric, Param, RunTag, ViewType
-from ..errors import ExperimentNotFound, InvalidParameterValue, ResourceDoesNotExist
-from .incoming import backend, message
-from .protocol import (
+from evtrack.tracking import validation
+from evtrack.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunTag, ViewType
+from evtrack.errors import ExperimentNotFound, InvalidParameterValue, ResourceDoesNotExist
+from evtrack.server.incoming import backend, message
+from evtrack.server.protocol import (
     DATASET_INPUT,
     INT64_MAX,
     KEY_VALUES,
@@ -237,7 +237,7 @@ def update_run() -> Response:
         assert name is not None
         events += [("run", "run_name", name), ("tag", "mlflow.runName", name)]
         info.run_name = name
-    from ..writer import now_ms
+    from evtrack.store.log.writer import now_ms
 
     t = now_ms()
     for kind, key, value in events:
@@ -399,7 +399,7 @@ def _log(run_id: str, points: list[Any], params=(), tags=()) -> None:
 
 @route("/mlflow/runs/log-batch", "POST")
 def log_batch() -> Response:
-    from .incoming import json_body
+    from evtrack.server.incoming import json_body
 
     body = json_body()
     run_id = _run_id_of(body)
@@ -490,7 +490,7 @@ def get_metric_history() -> Response:
     max_results = m.get("max_results")
     token = None
     if max_results is not None or m.get("page_token"):
-        from ..search import decode_page_token, next_page_token
+        from evtrack.search import decode_page_token, next_page_token
 
         if max_results is not None and max_results <= 0:
             raise InvalidParameterValue(
@@ -602,7 +602,7 @@ def list_artifacts() -> Response:
         path = validation.check_artifact_path(path)
     b = backend()
     run = b.client.get_run(m["run_id"])
-    from ..artifacts import ArtifactRepository
+    from evtrack.artifacts.repository import ArtifactRepository
 
     repo = ArtifactRepository(run.info.artifact_uri, b.client.store.storage_options)
     files = [file_info_json(f) for f in repo.list(path or None)]

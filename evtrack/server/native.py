@@ -1,7 +1,7 @@
 """evtrack's own API under ``/api/evtrack/`` (described by ``/api/evtrack/openapi.json``).
 
 ``PUT  /api/evtrack/segments/<experiment_id>/<name>``
-    A segment built by a remote client's writer (see :mod:`evtrack.remote`), stored
+    A segment built by a remote client's writer (see :mod:`evtrack.store.rest.client`), stored
     as-is under the same name with a create-only put: a retry of a segment that already
     landed answers 200 ``{"created": false}`` and stores nothing twice. The body is
     decoded and checked before anything is written: every event must belong to the
@@ -27,18 +27,18 @@ from typing import Any
 
 from flask import Flask, Response, request
 
-from .. import validation
-from ..errors import InvalidParameterValue, ResourceAlreadyExists, RunNotFound
-from .incoming import backend, body_bytes, config, json_body
-from .mlflow_api import ok
-from .protocol import dumps
+from evtrack.tracking import validation
+from evtrack.errors import InvalidParameterValue, ResourceAlreadyExists, RunNotFound
+from evtrack.server.incoming import backend, body_bytes, config, json_body
+from evtrack.server.mlflow_api import ok
+from evtrack.server.protocol import dumps
 
 __all__ = ["register"]
 
 SQL_MAX_ROWS = 100_000
 SQL_TIMEOUT_S = 30.0
 
-#: What a run's own writer produces (evtrack.client); experiment-level changes and run
+#: What a run's own writer produces (evtrack.tracking.client); experiment-level changes and run
 #: creation go through the REST API, which claims names and ids.
 _SEGMENT_KINDS = {"metric", "param", "tag", "run", "artifact", "input"}
 _RUN_KEYS = {"status", "end_time", "run_name", "lifecycle_stage", "deleted_time"}
@@ -110,7 +110,7 @@ def _check_segment(table: Any, experiment_id: str, seg: Any) -> None:
 
 
 def put_segment(experiment_id: str, name: str) -> Response:
-    from ..segments import decode, parse_name
+    from evtrack.store.log.segments import decode, parse_name
 
     seg = parse_name(name)
     if seg is None or seg.scope == "_":
@@ -166,8 +166,8 @@ def ingest() -> Response:
         raise InvalidParameterValue("metrics must be a list; params and tags JSON objects.")
     import pyarrow as pa
 
-    from ..entities import Param, RunTag
-    from ..writer import now_ms
+    from evtrack.entities import Param, RunTag
+    from evtrack.store.log.writer import now_ms
 
     client = backend().client
     experiment_id = client.check_run_active(run_id)
@@ -213,7 +213,7 @@ def ingest() -> Response:
 
 
 def _values(values: Any, name: str) -> Any:
-    from .protocol import to_double
+    from evtrack.server.protocol import to_double
 
     if not isinstance(values, list):
         raise InvalidParameterValue(f"{name} must be a list of numbers.")
@@ -225,12 +225,12 @@ def _values(values: Any, name: str) -> Any:
 def _private_connection() -> Any:
     """A DuckDB database of its own over the store's events, with the documented views.
 
-    Not :func:`evtrack.query.connect`'s shared per-process database: a user's SQL may
+    Not :func:`evtrack.store.log.views.connect`'s shared per-process database: a user's SQL may
     create or drop objects, and locking the configuration is per database.
     """
     import duckdb
 
-    from ..query import _VIEWS, load_events
+    from evtrack.store.log.views import _VIEWS, load_events
 
     client = backend().client
     client._ready()
@@ -380,7 +380,7 @@ def _minmax_indices(steps: Any, values: Any, buckets: int) -> Any:
 
 
 def openapi() -> Response:
-    from .openapi import document
+    from evtrack.server.openapi import document
 
     return Response(dumps(document()), mimetype="application/json")
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from flask import Flask, Response
 
-from .incoming import message
-from .mlflow_api import ok
+from evtrack.server.incoming import message
+from evtrack.server.mlflow_api import ok
 
 __all__ = ["register"]
 

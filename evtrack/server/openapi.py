@@ -36,7 +36,7 @@ def _errors(*codes: int) -> dict[str, Any]:
 
 
 def document() -> dict[str, Any]:
-    from .. import __version__
+    from evtrack import __version__
 
     return {
         "openapi": "3.0.3",

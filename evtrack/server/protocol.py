@@ -21,10 +21,10 @@ import json
 import math
 from typing import TYPE_CHECKING, Any
 
-from ..errors import InvalidParameterValue
+from evtrack.errors import InvalidParameterValue
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..entities import Experiment, FileInfo, Metric, Run, RunInfo
+    from evtrack.entities import Experiment, FileInfo, Metric, Run, RunInfo
 
 __all__ = [
     "ParseSpec",

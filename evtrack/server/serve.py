@@ -14,7 +14,7 @@ import signal
 import sys
 from typing import Any
 
-from .auth import Auth
+from evtrack.server.auth import Auth
 
 __all__ = ["run_server"]
 
@@ -50,7 +50,7 @@ def run_server(
 def _serve_threaded(host: str, port: int, kwargs: dict[str, Any]) -> None:
     from werkzeug.serving import WSGIRequestHandler, make_server
 
-    from .app import create_app
+    from evtrack.server.app import create_app
 
     class Handler(WSGIRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive: load generators reuse connections
@@ -97,7 +97,7 @@ def _serve_gunicorn(
                 self.cfg.set(key, value)
 
         def load(self) -> Any:
-            from .app import create_app
+            from evtrack.server.app import create_app
 
             return create_app(**kwargs)
 

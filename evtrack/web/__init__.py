@@ -11,7 +11,7 @@ Importing this package imports Flask (``import evtrack`` does not import it).
 
 from __future__ import annotations
 
-from .app import blueprint, create_app, register
-from .server import serve
+from evtrack.web.app import blueprint, create_app, register
+from evtrack.web.server import serve
 
 __all__ = ["blueprint", "create_app", "register", "serve"]

@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Flask
 
-from .views import blueprint
-from .views.base import EXTENSION, WebState, reject_writes
+from evtrack.web.views import blueprint
+from evtrack.web.views.base import EXTENSION, WebState, reject_writes
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..client import MlflowClient
+    from evtrack.tracking.client import MlflowClient
 
 __all__ = ["blueprint", "create_app", "register"]
 
@@ -37,9 +37,9 @@ def register(
     before the store is listed again; ``poll_seconds`` is how often pages check for
     new events. Nothing is written to the store: the client's writer is never used.
     """
-    from ..store import get_store, resolve_uri
-    from .series import SeriesCache
-    from .snapshots import Snapshots
+    from evtrack.store.log.layout import get_store, resolve_uri
+    from evtrack.web.series import SeriesCache
+    from evtrack.web.snapshots import Snapshots
 
     if client is not None:
         store = client.store

@@ -8,7 +8,7 @@ whatever the length of the history.
 The cache is keyed by the run's segment names, like snapshots (same rules, see
 :mod:`evtrack.web.snapshots`): new segments are read alone and merged; a listing that
 lost names (garbage collection) reads the run again through
-:func:`evtrack.query.load_events`, which reads compacted files too. It holds at most ``max_points`` points in
+:func:`evtrack.store.log.views.load_events`, which reads compacted files too. It holds at most ``max_points`` points in
 total (least recently used series go first).
 """
 
@@ -24,7 +24,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
     import pyarrow as pa
 
-    from ..store import Store
+    from evtrack.store.log.layout import Store
 
 __all__ = ["Series", "SeriesCache", "X_AXES"]
 
@@ -37,7 +37,7 @@ def _points(tables: list[pa.Table], key: str) -> tuple[np.ndarray, np.ndarray, n
     """(step, timestamp, value) of every ``metric`` event of ``key`` in ``tables``."""
     import numpy as np
 
-    from .summary import _codes, _numbers
+    from evtrack.web.summary import _codes, _numbers
 
     steps, stamps, values = [], [], []
     for table in tables:
@@ -95,7 +95,7 @@ class Series:
 
     def _indexed(self, axis: str):
         """(positions in x order or None, x values, y values, SeriesIndex)."""
-        from .downsample import SeriesIndex
+        from evtrack.web.downsample import SeriesIndex
 
         with self._lock:
             if axis == "step" or self._time_monotonic:
@@ -126,7 +126,7 @@ class Series:
         """
         import numpy as np
 
-        from .downsample import m4
+        from evtrack.web.downsample import m4
 
         width = int(min(max(width, 16), 8192))
         order, index = self._indexed(axis)
@@ -231,9 +231,9 @@ class SeriesCache:
     def get(self, experiment_id: str, run_id: str, key: str) -> Series:
         import numpy as np
 
-        from ..query import load_events
-        from ..snapshot import read_segment_tables
-        from .snapshots import list_segments, stale
+        from evtrack.store.log.views import load_events
+        from evtrack.store.log.snapshot import read_segment_tables
+        from evtrack.web.snapshots import list_segments, stale
 
         ident = (run_id, key)
         with self._lock:

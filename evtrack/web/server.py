@@ -32,7 +32,7 @@ def serve(
 
     from waitress import create_server
 
-    from .app import create_app
+    from evtrack.web.app import create_app
 
     app = create_app(tracking_uri, **options)
     if warm:

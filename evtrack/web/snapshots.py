@@ -12,7 +12,7 @@ experiment's ``events/`` folder (throttled to once per ``min_interval`` seconds)
 when only new names appeared, just those segments are read, and only the runs they
 touch are folded again and replaced in the database (one transaction: a live run in a
 50,000-run experiment costs what that run costs); when names disappeared (garbage collection after a compaction), the
-experiment is read again from scratch through :func:`evtrack.query.load_events`
+experiment is read again from scratch through :func:`evtrack.store.log.views.load_events`
 with ``history=False`` (the reduced compacted files, plus uncovered segments).
 Compaction itself changes no event, so a listing that still holds every old segment
 means unchanged content. One race is closed by time: a segment written, compacted
@@ -31,12 +31,12 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ExperimentNotFound, RunNotFound, StoreVersionError
+from evtrack.errors import ExperimentNotFound, RunNotFound, StoreVersionError
 
 if TYPE_CHECKING:  # pragma: no cover
     import duckdb
 
-    from ..store import Store
+    from evtrack.store.log.layout import Store
 
 __all__ = ["ExperimentSnapshot", "Snapshots"]
 
@@ -122,11 +122,11 @@ _RUNS_SQL = (
 def _folded(summary_table: Any, names: tuple[str, ...]) -> dict[str, Any]:
     """The folded views of an event table, as Arrow tables (``runs`` with ``parent_id``).
 
-    The views are evaluated through :func:`evtrack.query.connect` (the public
+    The views are evaluated through :func:`evtrack.store.log.views.connect` (the public
     definitions) and copied out as Arrow, so this never depends on how that module
     keeps its connections.
     """
-    from ..query import connect
+    from evtrack.store.log.views import connect
 
     src = connect(summary_table)
     try:
@@ -216,7 +216,7 @@ class Snapshots:
         """Refuse a store written by a newer evtrack (reads the marker, never writes it)."""
         if self._format_checked:
             return
-        from ..store import STORE_FORMAT_VERSION
+        from evtrack.store.log.layout import STORE_FORMAT_VERSION
 
         try:
             info = json.loads(self.store.read_bytes(self.store.path("evtrack.json")))
@@ -236,7 +236,7 @@ class Snapshots:
 
     def experiment(self, experiment_id: str) -> ExperimentSnapshot:
         """The current snapshot of an experiment; :class:`ExperimentNotFound` if none."""
-        from .. import validation
+        from evtrack.tracking import validation
 
         validation.check_experiment_id(experiment_id)
         snap = self._fresh(experiment_id)
@@ -253,7 +253,7 @@ class Snapshots:
         return out
 
     def experiment_of_run(self, run_id: str) -> str:
-        from .. import validation
+        from evtrack.tracking import validation
 
         experiment_id = self._run_experiment.get(run_id)
         if experiment_id is None:
@@ -306,8 +306,8 @@ class Snapshots:
         paths: frozenset[str],
         old: ExperimentSnapshot | None,
     ) -> ExperimentSnapshot:
-        from ..snapshot import read_segment_tables
-        from .summary import summarize
+        from evtrack.store.log.snapshot import read_segment_tables
+        from evtrack.web.summary import summarize
 
         if old is not None and old.paths <= paths:
             try:
@@ -318,7 +318,7 @@ class Snapshots:
                 tables = None  # collected since listing: read everything again below
             if tables is not None:
                 return self._apply(old, paths, tables)
-        from ..query import load_events
+        from evtrack.store.log.views import load_events
 
         summary = summarize(load_events(self.store, [experiment_id], history=False))
         return ExperimentSnapshot(experiment_id, paths, summary, _build_db(summary))
@@ -334,7 +334,7 @@ class Snapshots:
         import pyarrow as pa
         import pyarrow.compute as pc
 
-        from .summary import Summary, summarize
+        from evtrack.web.summary import Summary, summarize
 
         new = pa.concat_tables(tables, promote_options="permissive")
         run_ids = {r for r in pc.unique(new.column("run_id").cast(pa.string())).to_pylist() if r}
@@ -353,13 +353,13 @@ class Snapshots:
 
 def list_segments(store: Store, experiment_id: str, scope: str | None = None) -> list:
     """``[(path, SegmentName)]`` of an experiment's (or a run's) visible segments."""
-    from ..snapshot import list_segments as listing
+    from evtrack.store.log.snapshot import list_segments as listing
 
     return listing(store, experiment_id, scope)
 
 
 def stale(checked: float) -> bool:
     """Whether a listing this old could have missed a segment collected since (see above)."""
-    from .. import settings
+    from evtrack import settings
 
     return time.monotonic() - checked >= float(settings.get("gc_grace_seconds")) / 2

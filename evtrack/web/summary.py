@@ -4,7 +4,7 @@ The runs table, the run page and the experiments list need every run's attribute
 params and tags, but of metrics only the latest value (MLflow's rule: largest step,
 then timestamp, then value). A metric history can be millions of rows; everything
 else is small. :func:`summarize` keeps all non-metric events and, per (run, metric
-key), the one metric event that wins, so the folded views of :mod:`evtrack.query`
+key), the one metric event that wins, so the folded views of :mod:`evtrack.store.log.views`
 (``runs``, ``params``, ``tags``, ``latest_metrics``, ``artifacts``...) give the same
 answer on the summary as on the full log, except ``metrics``, which is not used here.
 

@@ -22,10 +22,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..errors import InvalidParameterValue
+from evtrack.errors import InvalidParameterValue
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .snapshots import ExperimentSnapshot
+    from evtrack.web.snapshots import ExperimentSnapshot
 
 __all__ = [
     "ATTRIBUTES",
@@ -109,7 +109,7 @@ class TableQuery:
 
 def _filter_sql(experiment_id: str, q: TableQuery) -> tuple[str, list[Any]]:
     """``SELECT run_id ...`` of every run the filter matches (MLflow semantics)."""
-    from ..search import compiler
+    from evtrack.search import compiler
 
     built = compiler.build_search_runs(
         [experiment_id], q.filter or None, _VIEWS[q.view], None, None, None

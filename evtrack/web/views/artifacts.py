@@ -18,8 +18,8 @@ from typing import Any
 
 from flask import Response, request
 
-from ...errors import ArtifactNotFound, InvalidParameterValue
-from .base import blueprint, page, state
+from evtrack.errors import ArtifactNotFound, InvalidParameterValue
+from evtrack.web.views.base import blueprint, page, state
 
 MAX_TREE = 5000
 PREVIEW_BYTES = 1_000_000
@@ -44,7 +44,7 @@ _NEVER_INLINE = {".html", ".htm", ".xhtml", ".svg", ".xml", ".js", ".mjs", ".pdf
 
 
 def _repo(run_id: str):
-    from ...artifacts import ArtifactRepository
+    from evtrack.artifacts.repository import ArtifactRepository
 
     st = state()
     _, row = st.snapshots.run(run_id)
@@ -52,7 +52,7 @@ def _repo(run_id: str):
 
 
 def _clean(path: str | None) -> str:
-    from ... import validation
+    from evtrack.tracking import validation
 
     return validation.check_artifact_path(path or "")
 

@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Response, current_app, render_template, request
 
-from ...errors import EvtrackError, InvalidParameterValue, ResourceDoesNotExist
+from evtrack.errors import EvtrackError, InvalidParameterValue, ResourceDoesNotExist
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ...store import Store
-    from ..series import SeriesCache
-    from ..snapshots import Snapshots
+    from evtrack.store.log.layout import Store
+    from evtrack.web.series import SeriesCache
+    from evtrack.web.snapshots import Snapshots
 
 __all__ = ["WebState", "blueprint", "page", "state", "to_json"]
 
@@ -180,7 +180,7 @@ def is_api() -> bool:
 
 
 def _register_filters() -> None:
-    from ..formatting import FILTERS
+    from evtrack.web.formatting import FILTERS
 
     for name, fn in FILTERS.items():
         blueprint.add_app_template_filter(fn, name)

@@ -7,10 +7,10 @@ from typing import Any
 
 from flask import request
 
-from ...errors import InvalidParameterValue, RunNotFound
-from ..formatting import fmt_value
-from .base import arg_list, blueprint, page, state
-from .run import chart_settings, run_data, run_info
+from evtrack.errors import InvalidParameterValue, RunNotFound
+from evtrack.web.formatting import fmt_value
+from evtrack.web.views.base import arg_list, blueprint, page, state
+from evtrack.web.views.run import chart_settings, run_data, run_info
 
 MAX_RUNS = 100
 #: Tableau 10: distinct, and readable on light and dark backgrounds.

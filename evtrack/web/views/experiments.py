@@ -7,8 +7,8 @@ from typing import Any
 
 from flask import request
 
-from ...errors import InvalidParameterValue
-from .base import blueprint, page, state
+from evtrack.errors import InvalidParameterValue
+from evtrack.web.views.base import blueprint, page, state
 
 _GRAMMAR = re.compile(r"(=|<|>|\bi?like\b|\bis\b|\bin\b)", re.IGNORECASE)
 _SORTS = {
@@ -26,7 +26,7 @@ def _matches(snap: Any, query: str) -> bool:
     if not query:
         return True
     if _GRAMMAR.search(query):
-        from ...search import compiler
+        from evtrack.search import compiler
 
         built = compiler.build_search_experiments(3, query, 1000, None, None)
         return bool(snap.query(built.sql, list(built.params)))

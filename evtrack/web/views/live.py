@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from flask import request
 
-from ...errors import InvalidParameterValue
-from .base import arg_float, arg_int, blueprint, state, to_json
-from .run import run_info, run_version
+from evtrack.errors import InvalidParameterValue
+from evtrack.web.views.base import arg_float, arg_int, blueprint, state, to_json
+from evtrack.web.views.run import run_info, run_version
 
 
 @blueprint.get("/-/experiments/<experiment_id>/version")
@@ -48,7 +48,7 @@ def api_metric(run_id: str):
     """Points of one metric to draw: ``key``, ``x`` (step|relative|wall), ``lo``/``hi``
     (the visible x range, optional), ``width`` (pixels: about 4 points per pixel at most).
     """
-    from ..series import X_AXES
+    from evtrack.web.series import X_AXES
 
     key = request.args.get("key", "")
     if not key:

@@ -9,8 +9,8 @@ from typing import Any
 
 from flask import request
 
-from ...errors import InvalidParameterValue
-from .base import arg_list, blueprint, page, state, wants_json
+from evtrack.errors import InvalidParameterValue
+from evtrack.web.views.base import arg_list, blueprint, page, state, wants_json
 
 NOTE_TAG = "mlflow.note.content"
 PARENT_TAG = "mlflow.parentRunId"
@@ -20,7 +20,7 @@ MAX_PREFETCH = 8
 
 def chart_settings() -> dict[str, Any]:
     """Chart settings shared by the run and compare pages, from the URL."""
-    from ..series import X_AXES
+    from evtrack.web.series import X_AXES
 
     x = request.args.get("x", "step")
     if x not in X_AXES:

@@ -1,8 +1,8 @@
 """``MlflowClient``: the run-id-explicit API, over the store, the writer and DuckDB.
 
-Writes become events in the process's :class:`~evtrack.writer.Writer`; reads first
+Writes become events in the process's :class:`~evtrack.store.log.writer.Writer`; reads first
 flush that writer (a process always reads its own writes), then fold the store's
-events with DuckDB (:mod:`evtrack.query`).
+events with DuckDB (:mod:`evtrack.store.log.views`).
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ import uuid
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from . import validation
-from .artifacts import ArtifactRepository, WrittenArtifact
-from .entities import (
+from evtrack.tracking import validation
+from evtrack.artifacts.repository import ArtifactRepository, WrittenArtifact
+from evtrack.entities import (
     Experiment,
     FileInfo,
     LifecycleStage,
@@ -31,14 +31,14 @@ from .entities import (
     RunTag,
     ViewType,
 )
-from .errors import (
+from evtrack.errors import (
     ExperimentNotFound,
     InvalidParameterValue,
     ResourceAlreadyExists,
     RunNotFound,
 )
-from .store import Store, get_store
-from .writer import Writer, get_writer, now_ms
+from evtrack.store.log.layout import Store, get_store
+from evtrack.store.log.writer import Writer, get_writer, now_ms
 
 if TYPE_CHECKING:  # pragma: no cover
     import pyarrow as pa
@@ -83,17 +83,17 @@ class MlflowClient:
     """MLflow's client API, with MLflow's names, arguments, defaults and errors."""
 
     def __new__(cls, tracking_uri: str | None = None, registry_uri: str | None = None):
-        if cls is MlflowClient:  # an http(s):// URI is an evtrack server: evtrack/remote.py
-            from .fluent import get_tracking_uri
+        if cls is MlflowClient:  # an http(s):// URI is an evtrack server: evtrack/store/rest/client.py
+            from evtrack.tracking.fluent import get_tracking_uri
 
             if str(tracking_uri or get_tracking_uri()).startswith(("http://", "https://")):
-                from .remote import RemoteClient
+                from evtrack.store.rest.client import RemoteClient
 
                 cls = RemoteClient
         return super().__new__(cls)
 
     def __init__(self, tracking_uri: str | None = None, registry_uri: str | None = None) -> None:
-        from .fluent import get_tracking_uri
+        from evtrack.tracking.fluent import get_tracking_uri
 
         self._tracking_uri = tracking_uri or get_tracking_uri()
         self.store: Store = get_store(self._tracking_uri)
@@ -142,7 +142,7 @@ class MlflowClient:
             self.writer.add(experiment_id, None, "experiment", key, str(value), time_ms=t)
 
     def _default_artifact_location(self, experiment_id: str) -> str:
-        from . import settings
+        from evtrack import settings
 
         root = settings.get("artifact_root")
         if root:
@@ -161,7 +161,7 @@ class MlflowClient:
         events that decide each view): every view but ``metrics`` and ``events`` is
         then complete, and a search over 10,000 runs reads a few files.
         """
-        from .query import connect, load_events
+        from evtrack.store.log.views import connect, load_events
 
         self._ready()
         self.writer.flush()
@@ -224,7 +224,7 @@ class MlflowClient:
         self, where: str = "true", params: list | None = None, only: str | None = None
     ) -> list[Experiment]:
         """Experiments matching ``where``; ``only`` reads just that experiment's events."""
-        from .query import rows
+        from evtrack.store.log.views import rows
 
         con = self._read(None if only is None else [only])
         out = []
@@ -263,7 +263,7 @@ class MlflowClient:
         order_by: list[str] | None = None,
         page_token: str | None = None,
     ) -> PagedList:
-        from .search import build_search_experiments
+        from evtrack.search import build_search_experiments
 
         query = build_search_experiments(
             view_type,
@@ -302,7 +302,7 @@ class MlflowClient:
         validation.check_experiment_name(new_name)
         exp = self._experiment_must_exist(experiment_id)
         if exp.lifecycle_stage != LifecycleStage.ACTIVE:
-            from .errors import InvalidState
+            from evtrack.errors import InvalidState
 
             raise InvalidState(
                 f"Cannot rename a non-active experiment {experiment_id}. Restore it first."
@@ -357,7 +357,7 @@ class MlflowClient:
         run_id: str | None = None,
         user_id: str | None = None,
     ) -> Run:
-        from .context import generate_run_name, user_name
+        from evtrack.tracking.context import generate_run_name, user_name
 
         experiment_id = str(experiment_id)
         tags = dict(validation.check_tag(k, v, truncate=False) for k, v in (tags or {}).items())
@@ -420,7 +420,7 @@ class MlflowClient:
         """Build Run objects for ``run_ids`` (in that order) from a view connection."""
         import pyarrow as pa
 
-        from .query import rows
+        from evtrack.store.log.views import rows
 
         if not run_ids:
             return []
@@ -691,7 +691,7 @@ class MlflowClient:
         """The full history of one metric as an Arrow table (step, timestamp, value)."""
         import pyarrow.compute as pc
 
-        from .query import column_equals, load_events
+        from evtrack.store.log.views import column_equals, load_events
 
         experiment_id = self._experiment_of(run_id)
         self._ready()
@@ -727,7 +727,7 @@ class MlflowClient:
         order_by: list[str] | None = None,
         page_token: str | None = None,
     ) -> PagedList:
-        from .search import build_search_runs
+        from evtrack.search import build_search_runs
 
         if isinstance(experiment_ids, (str, int)):
             experiment_ids = [experiment_ids]
@@ -740,7 +740,7 @@ class MlflowClient:
         import pyarrow as pa
         import pyarrow.compute as pc
 
-        from .query import connect, load_events
+        from evtrack.store.log.views import connect, load_events
 
         self.writer.flush()
         events = load_events(self.store, [e for e in experiment_ids if e in known], None, False)

@@ -29,8 +29,8 @@ import threading
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
-from . import settings
-from .errors import ResourceAlreadyExists, StoreError, StoreVersionError
+from evtrack import settings
+from evtrack.errors import ResourceAlreadyExists, StoreError, StoreVersionError
 
 if TYPE_CHECKING:  # pragma: no cover
     import pyarrow as pa
@@ -105,7 +105,7 @@ class Store:
         try:
             self.fs, root = fsspec.core.url_to_fs(uri, **self.storage_options)
         except (ImportError, ValueError) as exc:
-            from .errors import InvalidParameterValue
+            from evtrack.errors import InvalidParameterValue
 
             raise InvalidParameterValue(
                 f"Cannot open tracking URI {uri!r}: {exc}. Use a folder, file://, memory://, "

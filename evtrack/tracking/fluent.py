@@ -14,11 +14,11 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from . import settings
-from .client import DEFAULT_EXPERIMENT_ID, MlflowClient, PagedList
-from .entities import Experiment, Metric, Param, Run, RunStatus, RunTag, ViewType
-from .errors import InvalidParameterValue
-from .validation import (
+from evtrack import settings
+from evtrack.tracking.client import DEFAULT_EXPERIMENT_ID, MlflowClient, PagedList
+from evtrack.entities import Experiment, Metric, Param, Run, RunStatus, RunTag, ViewType
+from evtrack.errors import InvalidParameterValue
+from evtrack.tracking.validation import (
     check_metric_key,
     check_metric_value,
     check_step,
@@ -51,7 +51,7 @@ def set_tracking_uri(uri: str | Any) -> None:
 
 def get_tracking_uri() -> str:
     """The tracking URI in use: set in code, else ``EVTRACK_TRACKING_URI``, else ./evruns."""
-    from .store import resolve_uri
+    from evtrack.store.log.layout import resolve_uri
 
     return _tracking_uri or resolve_uri(settings.get("tracking_uri"))
 
@@ -85,7 +85,7 @@ def set_experiment(
     else:
         exp = client.get_experiment_by_name(experiment_name)
         if exp is None:
-            from .errors import ResourceAlreadyExists
+            from evtrack.errors import ResourceAlreadyExists
 
             try:
                 client.create_experiment(experiment_name)
@@ -98,7 +98,7 @@ def set_experiment(
                 time.sleep(0.02)
                 exp = client.get_experiment_by_name(experiment_name)
             if exp is None:
-                from .errors import ExperimentNotFound
+                from evtrack.errors import ExperimentNotFound
 
                 raise ExperimentNotFound(
                     f"Experiment '{experiment_name}' is claimed but not readable; run "
@@ -206,7 +206,7 @@ def start_run(
     log_system_metrics: bool | None = None,
 ) -> ActiveRun:
     """Start a new run, or resume ``run_id``, and make it the active run."""
-    from .context import system_tags
+    from evtrack.tracking.context import system_tags
 
     global _last_active_run_id
     client = _get_client()
@@ -276,7 +276,7 @@ def _compact_quietly(run: ActiveRun) -> None:
     if getattr(run._client.store, "is_remote", False):
         return  # logging to an evtrack server: compaction is the server side's job
     try:
-        from .compaction import compact_run
+        from evtrack.store.log.compaction import compact_run
     except ImportError:
         return
     try:
@@ -436,7 +436,7 @@ def delete_tag(key: str) -> None:
 
 def flush() -> None:
     """Make every event logged so far durable (all runs of this process)."""
-    from .writer import flush_all
+    from evtrack.store.log.writer import flush_all
 
     flush_all()
 
@@ -481,7 +481,7 @@ def get_artifact_uri(artifact_path: str | None = None) -> str:
     uri = _current().info.artifact_uri
     if not artifact_path:
         return uri
-    from .artifacts import _clean_relative
+    from evtrack.artifacts.repository import _clean_relative
 
     return f"{uri}/{_clean_relative(artifact_path)}"
 

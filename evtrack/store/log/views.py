@@ -2,7 +2,7 @@
 
 The views (a public, versioned contract, see ``docs/sql.md``)::
 
-    events          every event, raw (see evtrack.events)
+    events          every event, raw (see evtrack.store.log.events)
     experiments     experiment_id, name, artifact_location, lifecycle_stage,
                     creation_time, last_update_time
     experiment_tags experiment_id, key, value
@@ -32,7 +32,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import duckdb
     import pyarrow as pa
 
-    from .store import Store
+    from evtrack.store.log.layout import Store
 
 __all__ = ["VIEW_NAMES", "VIEWS_VERSION", "connect", "load_events"]
 
@@ -140,7 +140,7 @@ def load_events(
     """Events of some experiments (default: all) or of one run, as one Arrow table.
 
     Each experiment is read as its newest compaction manifest plus every segment that
-    manifest does not cover (see :mod:`evtrack.snapshot`). With ``history=False`` the
+    manifest does not cover (see :mod:`evtrack.store.log.snapshot`). With ``history=False`` the
     reduced compacted files are read instead of the full ones: every view then gives
     the same answer except ``metrics`` and ``events``, which hold only the winning
     events of compacted data (the search / ``get_run`` path).
@@ -148,7 +148,7 @@ def load_events(
     A file collected away between listing and reading makes the read start again from
     a fresh listing; a damaged segment is logged, counted and skipped.
     """
-    from .snapshot import read_events
+    from evtrack.store.log.snapshot import read_events
 
     return read_events(store, experiment_ids, run_id, history)
 

@@ -1,6 +1,6 @@
 """Snapshots: what a reader sees of an experiment at one moment.
 
-A snapshot is the newest manifest (see :mod:`evtrack.manifest`) plus every segment it
+A snapshot is the newest manifest (see :mod:`evtrack.store.log.manifest`) plus every segment it
 does not cover. Readers take the manifest first and list the segments second; either
 order is safe against a compaction (a segment is covered only once its events are in a
 published file) and the ``(writer, seq)`` identity of each event is in exactly one place.
@@ -28,15 +28,15 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .errors import StoreError
-from .events import COLUMNS, DICTIONARY_COLUMNS, event_schema
-from .manifest import CompactedFile, Manifest, compacted_dir, read_manifest
-from .segments import SegmentName, decode, decode_jsonl_many, parse_name
+from evtrack.errors import StoreError
+from evtrack.store.log.events import COLUMNS, DICTIONARY_COLUMNS, event_schema
+from evtrack.store.log.manifest import CompactedFile, Manifest, compacted_dir, read_manifest
+from evtrack.store.log.segments import SegmentName, decode, decode_jsonl_many, parse_name
 
 if TYPE_CHECKING:  # pragma: no cover
     import pyarrow as pa
 
-    from .store import Store
+    from evtrack.store.log.layout import Store
 
 __all__ = [
     "Snapshot",

@@ -7,7 +7,7 @@ import os
 import random
 import sys
 
-from . import settings
+from evtrack import settings
 
 __all__ = ["generate_run_name", "git_commit", "system_tags", "user_name"]
 

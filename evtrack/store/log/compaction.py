@@ -1,13 +1,13 @@
 """Compaction: many small segments become a few sorted Parquet files, published by manifest.
 
-Two families of compacted files cover the same segments (see :mod:`evtrack.manifest`):
+Two families of compacted files cover the same segments (see :mod:`evtrack.store.log.manifest`):
 
 **full** files hold every event, sorted by ``(run_id, kind, key, step)`` in row groups of
 :data:`FULL_ROW_GROUP` rows, so one run's or one key's metric history reads a few row
 groups (their ``run_id`` statistics let a reader skip the rest).
 
 **reduced** files hold only the events that can win a fold of the views in
-:mod:`evtrack.query`: per ``(run, kind, key)`` the first param by ``(time, seq, writer)``;
+:mod:`evtrack.store.log.views`: per ``(run, kind, key)`` the first param by ``(time, seq, writer)``;
 the last tag, run attribute, experiment attribute, experiment tag and artifact event by
 ``(time, seq, writer)`` (deletions included, so they still win); the latest metric by
 ``(step, timestamp, value)``; every input. Each fold is idempotent on its winners, so the
@@ -34,14 +34,14 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from .manifest import CompactedFile, Conflict, Manifest, commit, compacted_dir, read_manifest
-from .snapshot import list_segments, read_file_tables, read_segment_tables, take_snapshot
+from evtrack.store.log.manifest import CompactedFile, Conflict, Manifest, commit, compacted_dir, read_manifest
+from evtrack.store.log.snapshot import list_segments, read_file_tables, read_segment_tables, take_snapshot
 
 if TYPE_CHECKING:  # pragma: no cover
     import pyarrow as pa
 
-    from .segments import SegmentName
-    from .store import Store
+    from evtrack.store.log.segments import SegmentName
+    from evtrack.store.log.layout import Store
 
 __all__ = [
     "FANOUT",
@@ -181,7 +181,7 @@ def _max_step_metrics(table: pa.Table) -> pa.Table:
 def _concat(tables: list[pa.Table]) -> pa.Table:
     import pyarrow as pa
 
-    from .events import event_schema
+    from evtrack.store.log.events import event_schema
 
     tables = [t for t in tables if t.num_rows]
     if not tables:
@@ -241,7 +241,7 @@ def _remove_quietly(store: Store, experiment_id: str, files: list[CompactedFile]
 
 
 def _read_files(store: Store, experiment_id: str, files: list[CompactedFile]) -> list[pa.Table]:
-    from .snapshot import Snapshot
+    from evtrack.store.log.snapshot import Snapshot
 
     snap = Snapshot(Manifest(experiment_id), list(files), [])
     return read_file_tables(store, snap)

@@ -3,7 +3,7 @@
 Every log call becomes one immutable event. An event is a row of :data:`COLUMNS`;
 its identity is ``(writer, seq)``: the random id of the process-level writer that
 made it and that writer's event counter. A run's or an experiment's state is a fold
-of its events (see :mod:`evtrack.query`), never a record edited in place.
+of its events (see :mod:`evtrack.store.log.views`), never a record edited in place.
 
 The kinds of event, and which columns each uses:
 

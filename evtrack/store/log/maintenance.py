@@ -32,9 +32,9 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from . import settings
-from .errors import StoreError
-from .manifest import (
+from evtrack import settings
+from evtrack.errors import StoreError
+from evtrack.store.log.manifest import (
     Conflict,
     Manifest,
     commit,
@@ -45,8 +45,8 @@ from .manifest import (
     read_version,
     version_path,
 )
-from .segments import decode
-from .snapshot import (
+from evtrack.store.log.segments import decode
+from evtrack.store.log.snapshot import (
     Snapshot,
     decode_compacted,
     fetch,
@@ -58,7 +58,7 @@ from .snapshot import (
 if TYPE_CHECKING:  # pragma: no cover
     import pyarrow as pa
 
-    from .store import Store
+    from evtrack.store.log.layout import Store
 
 __all__ = ["KEEP_MANIFESTS", "DoctorReport", "Finding", "GcReport", "doctor", "gc", "rebuild"]
 
@@ -204,7 +204,7 @@ def _gc_experiment(store: Store, experiment_id: str, cutoff: int, report: GcRepo
 
 
 def _deleted_runs(store: Store, older_than_seconds: float | None, now: int) -> list[dict]:
-    from .query import connect, load_events, rows
+    from evtrack.store.log.views import connect, load_events, rows
 
     con = connect(load_events(store, history=False))
     sql = "select run_id, experiment_id, artifact_uri, deleted_time from runs "
@@ -247,7 +247,7 @@ def purge_runs(store: Store, experiment_id: str, run_ids: set[str], attempts: in
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from .compaction import _remove_quietly, _write, reduce_events, sort_events
+    from evtrack.store.log.compaction import _remove_quietly, _write, reduce_events, sort_events
 
     for _ in range(attempts):
         base = read_manifest(store, experiment_id)
@@ -441,7 +441,7 @@ def _doctor_experiment(store: Store, experiment_id: str, report: DoctorReport, r
 
 
 def _duplicates(events: pa.Table) -> int:
-    from .compaction import _duck
+    from evtrack.store.log.compaction import _duck
 
     (n,) = _duck(
         events.select(["writer", "seq"]),
@@ -458,7 +458,7 @@ def rebuild(store: Store, experiment_id: str) -> Manifest:
     segment, de-duplicated by their ``(writer, seq)`` identity, and written as one full and
     one reduced file covering every segment read.
     """
-    from .compaction import _concat, _duck, _write, reduce_events, sort_events
+    from evtrack.store.log.compaction import _concat, _duck, _write, reduce_events, sort_events
 
     base = read_manifest(store, experiment_id)
     folder = compacted_dir(store, experiment_id)
@@ -495,7 +495,7 @@ def rebuild(store: Store, experiment_id: str) -> Manifest:
 def _doctor_claims(store: Store, report: DoctorReport, repair: bool) -> None:
     import hashlib
 
-    from .query import connect, load_events, rows
+    from evtrack.store.log.views import connect, load_events, rows
 
     con = connect(load_events(store, history=False))
     experiments = rows(con, "select experiment_id, name, lifecycle_stage from experiments")

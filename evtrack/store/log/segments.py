@@ -21,8 +21,8 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .errors import StoreError
-from .events import COLUMNS, DICTIONARY_COLUMNS, SCHEMA_VERSION, event_schema
+from evtrack.errors import StoreError
+from evtrack.store.log.events import COLUMNS, DICTIONARY_COLUMNS, SCHEMA_VERSION, event_schema
 
 if TYPE_CHECKING:  # pragma: no cover
     import pyarrow as pa

@@ -15,7 +15,7 @@ from typing import Any, Callable, Sequence
 
 import click
 
-from .errors import EvtrackError
+from evtrack.errors import EvtrackError
 
 __all__ = ["main"]
 
@@ -28,8 +28,8 @@ class _Context:
     @property
     def client(self):
         if self._client is None:
-            from .client import MlflowClient
-            from .store import resolve_uri
+            from evtrack.tracking.client import MlflowClient
+            from evtrack.store.log.layout import resolve_uri
 
             self._client = MlflowClient(resolve_uri(self.tracking_uri))
         return self._client
@@ -83,7 +83,7 @@ _VIEW = click.Choice(["active_only", "deleted_only", "all"], case_sensitive=Fals
 
 
 def _view_type(view: str) -> int:
-    from .entities import ViewType
+    from evtrack.entities import ViewType
 
     return ViewType.from_string(view)
 
@@ -129,7 +129,7 @@ def experiments_create(obj: _Context, experiment_name: str, artifact_location: s
 @_errors
 def experiments_search(obj: _Context, view: str, filter_string: str | None, fmt: str) -> None:
     """List experiments."""
-    from .fluent import search_experiments  # noqa: F401 - same paging as the library
+    from evtrack.tracking.fluent import search_experiments  # noqa: F401 - same paging as the library
 
     client = obj.client
     exps, token = [], None
@@ -306,7 +306,7 @@ def artifacts_log_artifact(
 @_errors
 def ui_command(obj: _Context, host: str, port: int, threads: int) -> None:
     """Serve the read-only web view of the store (see docs/web.md)."""
-    from .web import serve
+    from evtrack.web import serve
 
     serve(obj.tracking_uri, host=host, port=port, threads=threads)
 
@@ -376,8 +376,8 @@ def server_command(
     read_only: bool,
 ) -> None:
     """Serve MLflow's REST API, the artifact proxy and evtrack's own API."""
-    from .server import Auth, run_server
-    from .store import resolve_uri
+    from evtrack.server import Auth, run_server
+    from evtrack.store.log.layout import resolve_uri
 
     auth = None
     if users_file:
@@ -400,7 +400,7 @@ def server_command(
 
 
 def _store(obj: _Context):
-    from .store import get_store, resolve_uri
+    from evtrack.store.log.layout import get_store, resolve_uri
 
     store = get_store(resolve_uri(obj.tracking_uri))
     store.ensure()
@@ -429,13 +429,13 @@ def compact_command(
     obj: _Context, run_id: str | None, experiment_id: str | None, all_: bool
 ) -> None:
     """Merge segments into sorted Parquet files and publish a new manifest."""
-    from . import compaction
+    from evtrack.store.log.layout.log import compaction
 
     store = _store(obj)
     if run_id:
         owner = experiment_id or store.experiment_of_run(run_id)
         if owner is None:
-            from .errors import RunNotFound
+            from evtrack.errors import RunNotFound
 
             raise RunNotFound(f"Run with id={run_id} not found")
         results = [compaction.compact_run(store, owner, run_id)]
@@ -467,7 +467,7 @@ def gc_command(
     obj: _Context, older_than: str | None, grace: str | None, keep_deleted_runs: bool
 ) -> None:
     """Delete replaced segments and files, and purge deleted runs for good."""
-    from .maintenance import gc
+    from evtrack.store.log.maintenance import gc
 
     report = gc(
         _store(obj),
@@ -495,7 +495,7 @@ def doctor_command(obj: _Context, repair: bool, fmt: str) -> None:
     """Check every file of the store; exit 1 if a problem is left."""
     from dataclasses import asdict
 
-    from .maintenance import doctor
+    from evtrack.store.log.maintenance import doctor
 
     report = doctor(_store(obj), repair=repair)
     if fmt == "json":
@@ -523,7 +523,7 @@ def doctor_command(obj: _Context, repair: bool, fmt: str) -> None:
 @_errors
 def sync_command(obj: _Context, server_url: str | None) -> None:
     """Send events spooled while an evtrack server was unreachable (idempotent)."""
-    from .remote import sync_spool
+    from evtrack.store.rest.client import sync_spool
 
     url = server_url or obj.tracking_uri
     if not url or not url.startswith(("http://", "https://")):

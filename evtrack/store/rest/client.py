@@ -2,8 +2,8 @@
 
 Two parts:
 
-* :class:`HttpSink` stands in for the :class:`~evtrack.store.Store` under the process's
-  :class:`~evtrack.writer.Writer`. The writer builds its segments exactly as for a local
+* :class:`HttpSink` stands in for the :class:`~evtrack.store.log.layout.Store` under the process's
+  :class:`~evtrack.store.log.writer.Writer`. The writer builds its segments exactly as for a local
   store (one per run per flush, Parquet+zstd for metric series, JSONL for small ones);
   the sink PUTs each to ``/api/evtrack/segments/<experiment_id>/<segment name>``. The
   name is ``<run>.<writer id>-<sequence>``, and the server writes it create-only, so a
@@ -12,7 +12,7 @@ Two parts:
   exponential backoff (``http_retries``, ``http_timeout``); if the server is still
   unreachable when the process exits, the segments go to a local spool folder
   (``spool_dir``) and ``evtrack sync`` sends them later. Nothing is dropped silently.
-* :class:`RemoteClient` is :class:`~evtrack.client.MlflowClient` with reads and
+* :class:`RemoteClient` is :class:`~evtrack.tracking.client.MlflowClient` with reads and
   metadata calls (create/get/search experiments and runs, metric history, SQL) sent to
   the server's REST API, and log calls going through the writer and the sink, so the
   hot path (``log_metric`` in a loop) costs the same as logging to a local folder.
@@ -33,11 +33,11 @@ import urllib.parse
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from . import settings
-from .client import MlflowClient, PagedList, _state
-from .entities import Experiment, FileInfo, Metric, Run, RunData, RunInfo, ViewType
-from .errors import EvtrackError, StoreError, error_for_code
-from .writer import get_writer
+from evtrack import settings
+from evtrack.tracking.client import MlflowClient, PagedList, _state
+from evtrack.entities import Experiment, FileInfo, Metric, Run, RunData, RunInfo, ViewType
+from evtrack.errors import EvtrackError, StoreError, error_for_code
+from evtrack.store.log.writer import get_writer
 
 if TYPE_CHECKING:  # pragma: no cover
     import pyarrow as pa
@@ -154,7 +154,7 @@ def _http_error(status: int, data: bytes) -> EvtrackError:
 
 
 class HttpSink:
-    """What the :class:`~evtrack.writer.Writer` writes segments to, for an HTTP URI."""
+    """What the :class:`~evtrack.store.log.writer.Writer` writes segments to, for an HTTP URI."""
 
     is_local = False
     is_remote = True
@@ -315,7 +315,7 @@ class RemoteClient(MlflowClient):
     """:class:`MlflowClient` for an ``http(s)://`` tracking URI (an evtrack server)."""
 
     def __init__(self, tracking_uri: str | None = None, registry_uri: str | None = None) -> None:
-        from .fluent import get_tracking_uri
+        from evtrack.tracking.fluent import get_tracking_uri
 
         self._tracking_uri = (tracking_uri or get_tracking_uri()).rstrip("/")
         self.store = get_sink(self._tracking_uri)  # type: ignore[assignment]
@@ -355,7 +355,7 @@ class RemoteClient(MlflowClient):
         return _experiment_from_json(body["experiment"])
 
     def get_experiment_by_name(self, name: str) -> Experiment | None:
-        from .errors import ResourceDoesNotExist
+        from evtrack.errors import ResourceDoesNotExist
 
         try:
             body = self._call("GET", "/experiments/get-by-name", {"experiment_name": name})
@@ -415,8 +415,8 @@ class RemoteClient(MlflowClient):
     def create_run(
         self, experiment_id, start_time=None, tags=None, run_name=None, *, run_id=None, user_id=None
     ) -> Run:
-        from .context import user_name
-        from .writer import now_ms
+        from evtrack.tracking.context import user_name
+        from evtrack.store.log.writer import now_ms
 
         if run_id is not None:
             raise EvtrackError("A remote client cannot choose the run id of a new run.")
@@ -508,7 +508,7 @@ class RemoteClient(MlflowClient):
         uri = run.info.artifact_uri
         if uri.startswith("mlflow-artifacts:"):
             return run, ProxiedArtifacts(self.http, uri)
-        from .artifacts import ArtifactRepository
+        from evtrack.artifacts.repository import ArtifactRepository
 
         return run, ArtifactRepository(uri)
 
@@ -541,14 +541,14 @@ class ProxiedArtifacts:
         self.rel_root = artifact_uri[len("mlflow-artifacts:") :].strip("/")
 
     def _path(self, rel: str) -> str:
-        from .validation import check_artifact_path
+        from evtrack.tracking.validation import check_artifact_path
 
         rel = check_artifact_path(rel)
         full = f"{self.rel_root}/{rel}" if rel else self.rel_root
         return "/api/2.0/mlflow-artifacts/artifacts/" + urllib.parse.quote(full)
 
     def write_bytes(self, rel: str, data: bytes):
-        from .artifacts import WrittenArtifact
+        from evtrack.artifacts.repository import WrittenArtifact
 
         status, body = self.http.request(
             "PUT", self._path(rel), data, {"Content-Type": "application/octet-stream"}
@@ -576,7 +576,7 @@ class ProxiedArtifacts:
         return written
 
     def list(self, path: str | None = None) -> list[FileInfo]:
-        from .validation import check_artifact_path
+        from evtrack.tracking.validation import check_artifact_path
 
         rel = check_artifact_path(path)
         full = f"{self.rel_root}/{rel}" if rel else self.rel_root
@@ -602,7 +602,7 @@ class ProxiedArtifacts:
     def download(self, path: str | None, dst_path: str | None = None) -> str:
         import tempfile
 
-        from .validation import check_artifact_path
+        from evtrack.tracking.validation import check_artifact_path
 
         rel = check_artifact_path(path)
         root = os.path.abspath(dst_path) if dst_path else tempfile.mkdtemp(prefix="evtrack-")

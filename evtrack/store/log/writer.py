@@ -25,12 +25,12 @@ import time
 import weakref
 from typing import TYPE_CHECKING, Any
 
-from . import settings
+from evtrack import settings
 
 if TYPE_CHECKING:  # pragma: no cover
     import pyarrow as pa
 
-    from .store import Store
+    from evtrack.store.log.layout import Store
 
 __all__ = ["Writer", "get_writer"]
 
@@ -158,8 +158,8 @@ class Writer:
     def _build_segments(self) -> None:
         import pyarrow as pa
 
-        from .events import event_schema
-        from .segments import SegmentName, encode
+        from evtrack.store.log.events import event_schema
+        from evtrack.store.log.segments import SegmentName, encode
 
         with self._buffer_lock:
             events, self._events = self._events, {}

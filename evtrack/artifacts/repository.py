@@ -17,8 +17,8 @@ import tempfile
 from dataclasses import dataclass
 from typing import Any
 
-from .entities import FileInfo
-from .errors import ArtifactNotFound, InvalidParameterValue
+from evtrack.entities import FileInfo
+from evtrack.errors import ArtifactNotFound, InvalidParameterValue
 
 __all__ = ["ArtifactRepository", "WrittenArtifact"]
 
@@ -32,7 +32,7 @@ class WrittenArtifact:
 
 def _clean_relative(path: str | None) -> str:
     """Normalise a relative artifact path; refuse anything that could escape the root."""
-    from .validation import check_artifact_path
+    from evtrack.tracking.validation import check_artifact_path
 
     if path is None or path in ("", "."):
         return ""

@@ -7,7 +7,7 @@ version). Version ``N`` lists
 * ``files``: the compacted Parquet files in force under ``experiments/<id>/compacted/``,
   in two families that cover the same events: **full** files (every event, sorted by
   ``run_id, kind, key, step``) and **reduced** files (only the events that can win a fold
-  of :mod:`evtrack.query`, sorted by ``run_id, kind, key``);
+  of :mod:`evtrack.store.log.views`, sorted by ``run_id, kind, key``);
 * ``covered``: the segments whose events those files hold, as
   ``{scope: {writer: [seq | [first, last], ...]}}``. A range only ever joins sequence
   numbers that were each seen in a listing, so it never claims a segment that might
@@ -35,11 +35,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .errors import StoreError
+from evtrack.errors import StoreError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .segments import SegmentName
-    from .store import Store
+    from evtrack.store.log.segments import SegmentName
+    from evtrack.store.log.layout import Store
 
 __all__ = [
     "MANIFEST_FORMAT",

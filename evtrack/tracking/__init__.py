@@ -1,5 +1,5 @@
 """MLflow's ``mlflow.tracking`` module path: ``from mlflow.tracking import MlflowClient``."""
 
-from .client import MlflowClient
+from evtrack.tracking.client import MlflowClient
 
 __all__ = ["MlflowClient"]

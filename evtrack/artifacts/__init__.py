@@ -1,0 +1,1 @@
+"""Artifact storage: files logged with a run, on any fsspec filesystem."""

@@ -1,0 +1,3 @@
+from evtrack.cli.main import main
+
+main()

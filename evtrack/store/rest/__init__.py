@@ -1,0 +1,1 @@
+"""The store behind an ``http(s)://`` tracking URI: an ``evtrack server``."""
