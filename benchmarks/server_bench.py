@@ -82,11 +82,18 @@ def _loader(url, run_id, seconds, out, idx):
 
 def rest_log_batch(url, seconds, loaders):
     exp = _rest(url, "POST", "/api/2.0/mlflow/experiments/create", {"name": f"bench-{time.time()}"})
-    run = _rest(url, "POST", "/api/2.0/mlflow/runs/create", {"experiment_id": exp["experiment_id"], "start_time": 1})
+    run = _rest(
+        url,
+        "POST",
+        "/api/2.0/mlflow/runs/create",
+        {"experiment_id": exp["experiment_id"], "start_time": 1},
+    )
     run_id = run["run"]["info"]["run_id"]
     ctx = multiprocessing.get_context("spawn")
     out = ctx.Array("q", loaders)
-    procs = [ctx.Process(target=_loader, args=(url, run_id, seconds, out, i)) for i in range(loaders)]
+    procs = [
+        ctx.Process(target=_loader, args=(url, run_id, seconds, out, i)) for i in range(loaders)
+    ]
     t = time.monotonic()
     for p in procs:
         p.start()
@@ -161,7 +168,10 @@ def history_latency(url, run_id, key="m0", repeats=5):
     times = []
     for _ in range(repeats):
         t = time.perf_counter()
-        with urllib.request.urlopen(f"{url}/api/2.0/mlflow/metrics/get-history?run_id={run_id}&metric_key={key}&max_results=10000", timeout=120) as r:
+        with urllib.request.urlopen(
+            f"{url}/api/2.0/mlflow/metrics/get-history?run_id={run_id}&metric_key={key}&max_results=10000",
+            timeout=120,
+        ) as r:
             r.read()
         times.append(time.perf_counter() - t)
     return sorted(times)[len(times) // 2]
@@ -193,14 +203,25 @@ class MlflowServer:
         self.url = f"http://127.0.0.1:{self.port}"
         mlflow_bin = os.path.join(os.path.dirname(python), "mlflow")
         self.cmd = [
-            mlflow_bin, "server", "--backend-store-uri", f"sqlite:///{workdir}/mlflow.db",
-            "--artifacts-destination", f"{workdir}/mlartifacts", "--host", "127.0.0.1",
-            "--port", str(self.port), "--workers", str(workers),
+            mlflow_bin,
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{workdir}/mlflow.db",
+            "--artifacts-destination",
+            f"{workdir}/mlartifacts",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--workers",
+            str(workers),
         ]
         self.proc = None
 
     def __enter__(self):
-        self.proc = subprocess.Popen(self.cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        self.proc = subprocess.Popen(
+            self.cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        )
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
             try:
@@ -235,15 +256,21 @@ def main():
             results["evtrack REST log-batch pts/s"] = rate
             results["evtrack get-history 10k pts (s)"] = history_latency(url, run_id)
             results["evtrack server RSS MiB (processes)"] = rss_mb(srv.proc.pid)
-            results["evtrack client over HTTP pts/s"] = _script(sys.executable, EVTRACK_CLIENT, url, args.evtrack_points)["pts_s"]
+            results["evtrack client over HTTP pts/s"] = _script(
+                sys.executable, EVTRACK_CLIENT, url, args.evtrack_points
+            )["pts_s"]
             python = None
             if not args.skip_mlflow:
                 import mlflow_venv
 
                 python = str(mlflow_venv.ensure_mlflow_venv())
                 stock = _script(python, STOCK_CLIENT, url, args.seconds)
-                results["stock mlflow client -> evtrack: log_batch pts/s"] = stock["log_batch_pts_s"]
-                results["stock mlflow client -> evtrack: log_metric req/s"] = stock["log_metric_req_s"]
+                results["stock mlflow client -> evtrack: log_batch pts/s"] = stock[
+                    "log_batch_pts_s"
+                ]
+                results["stock mlflow client -> evtrack: log_metric req/s"] = stock[
+                    "log_metric_req_s"
+                ]
         if python:
             with MlflowServer(python, work, args.workers) as ml:
                 rate, run_id = rest_log_batch(ml.url, args.seconds, args.loaders)
@@ -252,7 +279,9 @@ def main():
                 results["mlflow server RSS MiB (processes)"] = rss_mb(ml.proc.pid)
                 stock = _script(python, STOCK_CLIENT, ml.url, args.seconds)
                 results["stock mlflow client -> mlflow: log_batch pts/s"] = stock["log_batch_pts_s"]
-                results["stock mlflow client -> mlflow: log_metric req/s"] = stock["log_metric_req_s"]
+                results["stock mlflow client -> mlflow: log_metric req/s"] = stock[
+                    "log_metric_req_s"
+                ]
             results["REST log-batch speed-up (evtrack / mlflow)"] = (
                 results["evtrack REST log-batch pts/s"] / results["mlflow REST log-batch pts/s"]
             )

@@ -7,9 +7,9 @@ evtrack is cheap: pyarrow, DuckDB and pandas load on first use, not here.
 from __future__ import annotations
 
 from evtrack import entities, errors, exceptions, tracking  # mlflow.exceptions, mlflow.tracking
-from evtrack.tracking.client import MlflowClient
 from evtrack.entities import ViewType
 from evtrack.errors import EvtrackError, MlflowException
+from evtrack.tracking.client import MlflowClient
 from evtrack.tracking.fluent import (
     ActiveRun,
     active_run,

@@ -90,7 +90,12 @@ class Metric:
     run_id: str | None = None
 
     def to_dictionary(self) -> dict[str, Any]:
-        return {"key": self.key, "value": self.value, "timestamp": self.timestamp, "step": self.step}
+        return {
+            "key": self.key,
+            "value": self.value,
+            "timestamp": self.timestamp,
+            "step": self.step,
+        }
 
 
 @dataclass(frozen=True)

@@ -11,19 +11,17 @@ import uuid
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from evtrack.store.log.layout.log import compaction, manifest, snapshot
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import evtrack
-from evtrack.store.log.layout.log import compaction
-from evtrack.store.log.layout.log import manifest
-from evtrack.store.log.layout.log import snapshot
 from evtrack.store.log.events import event_schema
+from evtrack.store.log.layout import Store
 from evtrack.store.log.maintenance import doctor, gc
 from evtrack.store.log.manifest import read_manifest
-from evtrack.store.log.views import VIEW_NAMES, load_events
 from evtrack.store.log.segments import SegmentName, encode
-from evtrack.store.log.layout import Store
+from evtrack.store.log.views import VIEW_NAMES, load_events
 
 
 def _norm(rows):

@@ -7,14 +7,14 @@ import os
 
 import pytest
 from click.testing import CliRunner
+from evtrack.store.log.layout.log import compaction
 
 import evtrack
-from evtrack.store.log.layout.log import compaction
 from evtrack.cli.main import main
 from evtrack.store.log.maintenance import doctor, gc
 from evtrack.store.log.manifest import list_versions, read_manifest
-from evtrack.store.log.views import load_events
 from evtrack.store.log.snapshot import list_segments
+from evtrack.store.log.views import load_events
 
 
 @pytest.fixture

@@ -16,8 +16,8 @@ import textwrap
 
 import pytest
 
-from evtrack.tracking.client import MlflowClient
 from evtrack.server.testing import ServerProcess
+from evtrack.tracking.client import MlflowClient
 
 pytestmark = pytest.mark.mlflow
 

@@ -11,9 +11,9 @@ import threading
 
 import pytest
 
-from evtrack.tracking.client import MlflowClient
 from evtrack.server import Auth, create_app
 from evtrack.server.commit import GroupCommit
+from evtrack.tracking.client import MlflowClient
 
 API = "/api/2.0/mlflow"
 
@@ -561,8 +561,8 @@ def test_concurrent_requests_are_all_durable(env):
         t.join()
     assert not errors
     # Read from a fresh process view of the store: all 1600 points are there.
-    from evtrack.store.log.views import load_events
     from evtrack.store.log.layout import Store
+    from evtrack.store.log.views import load_events
 
     events = load_events(Store(env["store"] if "://" in env["store"] else "file://" + env["store"]))
     steps = [

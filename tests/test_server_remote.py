@@ -18,9 +18,9 @@ import urllib.request
 
 import pytest
 
-from evtrack.tracking.client import MlflowClient
 from evtrack.server import create_app
 from evtrack.server.testing import ServerProcess, free_port
+from evtrack.tracking.client import MlflowClient
 
 API = "/api/2.0/mlflow"
 
@@ -98,7 +98,8 @@ def test_spool_when_unreachable_then_sync(server, tmp_path):
     spool = tmp_path / "spool"
     run_py(
         f"""
-        from evtrack.store.rest.client import RemoteClient, get_sink
+        from evtrack.store.rest.client import RemoteClient
+        from evtrack.store.rest.sink import get_sink
         c = RemoteClient({dead!r})
         c._state.run_experiment[{run_id!r}] = {exp!r}
         for i in range(1000):
@@ -114,7 +115,7 @@ def test_spool_when_unreachable_then_sync(server, tmp_path):
     assert spooled, "segments must be spooled, not dropped"
     assert MlflowClient(store).get_metric_history(run_id, "m") == []
     # The spool is for the dead URL; send it to the live server (same store) by moving it.
-    from evtrack.store.rest.client import spool_folder
+    from evtrack.store.rest.sink import spool_folder
 
     os.makedirs(os.path.dirname(spool_folder(url)), exist_ok=True)
     env = {**os.environ, "EVTRACK_SPOOL_DIR": str(spool)}

@@ -22,8 +22,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from evtrack.tracking import validation as v
 from evtrack.errors import InvalidParameterValue
+from evtrack.tracking import validation as v
 
 INVALID = "INVALID_PARAMETER_VALUE"
 KEY_CHECKS = [v.check_metric_key, v.check_param_key, v.check_tag_key]

@@ -336,8 +336,8 @@ def test_m4_matches_every_pixel_column() -> None:
 
 
 def test_summary_equals_views_over_all_events(demo: Demo, long_run: str) -> None:
-    from evtrack.store.log.views import connect, load_events
     from evtrack.store.log.layout import get_store
+    from evtrack.store.log.views import connect, load_events
     from evtrack.web.summary import summarize
 
     store = get_store(demo.uri)

@@ -255,8 +255,8 @@ def seed_demo(uri: str) -> Demo:
 
 def _safe_name(client: MlflowClient, wanted: str) -> str:
     """``wanted`` if the artifact path rules accept it, else a name close to it."""
-    from evtrack.tracking import validation
     from evtrack.errors import InvalidParameterValue
+    from evtrack.tracking import validation
 
     try:
         validation.check_artifact_path(wanted + ".txt")

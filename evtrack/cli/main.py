@@ -10,8 +10,9 @@ from __future__ import annotations
 import csv
 import json
 import sys
+from collections.abc import Callable, Sequence
 from functools import wraps
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import click
 
@@ -28,8 +29,8 @@ class _Context:
     @property
     def client(self):
         if self._client is None:
-            from evtrack.tracking.client import MlflowClient
             from evtrack.store.log.layout import resolve_uri
+            from evtrack.tracking.client import MlflowClient
 
             self._client = MlflowClient(resolve_uri(self.tracking_uri))
         return self._client
@@ -188,7 +189,9 @@ def runs() -> None:
 @runs.command("list")
 @click.option("--experiment-id", "-x", default="0", show_default=True)
 @click.option("--view", "-v", type=_VIEW, default="active_only", show_default=True)
-@click.option("--filter", "filter_string", default="", help="MLflow filter, e.g. \"metrics.rmse < 0.8\".")
+@click.option(
+    "--filter", "filter_string", default="", help='MLflow filter, e.g. "metrics.rmse < 0.8".'
+)
 @click.option("--order-by", multiple=True, help="e.g. 'metrics.rmse ASC'; repeatable.")
 @click.option("--max-results", type=int, default=1000, show_default=True)
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table")
@@ -276,7 +279,9 @@ def artifacts_list(obj: _Context, run_id: str, artifact_path: str | None) -> Non
 @click.option("--dst-path", "-d", default=None)
 @pass_ctx
 @_errors
-def artifacts_download(obj: _Context, run_id: str, artifact_path: str, dst_path: str | None) -> None:
+def artifacts_download(
+    obj: _Context, run_id: str, artifact_path: str, dst_path: str | None
+) -> None:
     """Download a run's artifact file or folder; prints the local path."""
     click.echo(obj.client.download_artifacts(run_id, artifact_path, dst_path))
 
@@ -352,12 +357,26 @@ def sql_command(obj: _Context, query: str, fmt: str) -> None:
 @click.option("--serve-artifacts/--no-serve-artifacts", default=True, show_default=True)
 @click.option("--host", "-h", default="127.0.0.1", show_default=True)
 @click.option("--port", "-p", default=5000, type=int, show_default=True)
-@click.option("--workers", "-w", default=1, type=int, show_default=True,
-              help="Worker processes; more than 1 runs gunicorn.")
-@click.option("--auth-token", envvar="EVTRACK_SERVER_AUTH_TOKEN", default=None,
-              help="Require 'Authorization: Bearer <token>' for writes.")
-@click.option("--users-file", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="Require basic auth for writes; lines of user:password or user:sha256:<hex>.")
+@click.option(
+    "--workers",
+    "-w",
+    default=1,
+    type=int,
+    show_default=True,
+    help="Worker processes; more than 1 runs gunicorn.",
+)
+@click.option(
+    "--auth-token",
+    envvar="EVTRACK_SERVER_AUTH_TOKEN",
+    default=None,
+    help="Require 'Authorization: Bearer <token>' for writes.",
+)
+@click.option(
+    "--users-file",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="Require basic auth for writes; lines of user:password or user:sha256:<hex>.",
+)
 @click.option("--auth-reads", is_flag=True, help="Require credentials for reads too.")
 @click.option("--read-only", is_flag=True, help="Refuse every write (403).")
 @pass_ctx
@@ -523,7 +542,7 @@ def doctor_command(obj: _Context, repair: bool, fmt: str) -> None:
 @_errors
 def sync_command(obj: _Context, server_url: str | None) -> None:
     """Send events spooled while an evtrack server was unreachable (idempotent)."""
-    from evtrack.store.rest.client import sync_spool
+    from evtrack.store.rest.sink import sync_spool
 
     url = server_url or obj.tracking_uri
     if not url or not url.startswith(("http://", "https://")):

@@ -21,12 +21,12 @@ from typing import Any
 
 from flask import Flask, Response, request
 
-from evtrack.tracking import validation
 from evtrack.artifacts.repository import ArtifactRepository
 from evtrack.errors import ArtifactNotFound
 from evtrack.server.incoming import backend, body_bytes, config, message
 from evtrack.server.mlflow_api import ok
 from evtrack.server.protocol import file_info_json
+from evtrack.tracking import validation
 
 __all__ = ["register"]
 

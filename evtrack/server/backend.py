@@ -24,10 +24,10 @@ import threading
 import time
 from typing import Any
 
-from evtrack.tracking.client import MlflowClient
 from evtrack.errors import InvalidParameterValue
-from evtrack.store.log.layout import resolve_uri
 from evtrack.server.commit import GroupCommit
+from evtrack.store.log.layout import resolve_uri
+from evtrack.tracking.client import MlflowClient
 
 __all__ = ["ACTIVE_TTL", "Backend", "ServerClient"]
 

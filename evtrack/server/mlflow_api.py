@@ -14,7 +14,6 @@ from typing import Any
 
 from flask import Flask, Response
 
-from evtrack.tracking import validation
 from evtrack.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunTag, ViewType
 from evtrack.errors import ExperimentNotFound, InvalidParameterValue, ResourceDoesNotExist
 from evtrack.server.incoming import backend, message
@@ -35,6 +34,7 @@ from evtrack.server.protocol import (
     to_double,
     to_int64,
 )
+from evtrack.tracking import validation
 
 __all__ = ["ROUTES", "register"]
 

@@ -27,11 +27,11 @@ from typing import Any
 
 from flask import Flask, Response, request
 
-from evtrack.tracking import validation
 from evtrack.errors import InvalidParameterValue, ResourceAlreadyExists, RunNotFound
 from evtrack.server.incoming import backend, body_bytes, config, json_body
 from evtrack.server.mlflow_api import ok
 from evtrack.server.protocol import dumps
+from evtrack.tracking import validation
 
 __all__ = ["register"]
 

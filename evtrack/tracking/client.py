@@ -16,7 +16,6 @@ import uuid
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from evtrack.tracking import validation
 from evtrack.artifacts.repository import ArtifactRepository, WrittenArtifact
 from evtrack.entities import (
     Experiment,
@@ -39,6 +38,7 @@ from evtrack.errors import (
 )
 from evtrack.store.log.layout import Store, get_store
 from evtrack.store.log.writer import Writer, get_writer, now_ms
+from evtrack.tracking import validation
 
 if TYPE_CHECKING:  # pragma: no cover
     import pyarrow as pa
@@ -83,7 +83,9 @@ class MlflowClient:
     """MLflow's client API, with MLflow's names, arguments, defaults and errors."""
 
     def __new__(cls, tracking_uri: str | None = None, registry_uri: str | None = None):
-        if cls is MlflowClient:  # an http(s):// URI is an evtrack server: evtrack/store/rest/client.py
+        if (
+            cls is MlflowClient
+        ):  # an http(s):// URI is an evtrack server: evtrack/store/rest/client.py
             from evtrack.tracking.fluent import get_tracking_uri
 
             if str(tracking_uri or get_tracking_uri()).startswith(("http://", "https://")):

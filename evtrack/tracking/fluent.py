@@ -15,9 +15,9 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from evtrack import settings
-from evtrack.tracking.client import DEFAULT_EXPERIMENT_ID, MlflowClient, PagedList
 from evtrack.entities import Experiment, Metric, Param, Run, RunStatus, RunTag, ViewType
 from evtrack.errors import InvalidParameterValue
+from evtrack.tracking.client import DEFAULT_EXPERIMENT_ID, MlflowClient, PagedList
 from evtrack.tracking.validation import (
     check_metric_key,
     check_metric_value,

@@ -231,8 +231,8 @@ class SeriesCache:
     def get(self, experiment_id: str, run_id: str, key: str) -> Series:
         import numpy as np
 
-        from evtrack.store.log.views import load_events
         from evtrack.store.log.snapshot import read_segment_tables
+        from evtrack.store.log.views import load_events
         from evtrack.web.snapshots import list_segments, stale
 
         ident = (run_id, key)

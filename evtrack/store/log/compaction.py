@@ -34,14 +34,26 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from evtrack.store.log.manifest import CompactedFile, Conflict, Manifest, commit, compacted_dir, read_manifest
-from evtrack.store.log.snapshot import list_segments, read_file_tables, read_segment_tables, take_snapshot
+from evtrack.store.log.manifest import (
+    CompactedFile,
+    Conflict,
+    Manifest,
+    commit,
+    compacted_dir,
+    read_manifest,
+)
+from evtrack.store.log.snapshot import (
+    list_segments,
+    read_file_tables,
+    read_segment_tables,
+    take_snapshot,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     import pyarrow as pa
 
-    from evtrack.store.log.segments import SegmentName
     from evtrack.store.log.layout import Store
+    from evtrack.store.log.segments import SegmentName
 
 __all__ = [
     "FANOUT",

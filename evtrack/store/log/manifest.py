@@ -38,8 +38,8 @@ from typing import TYPE_CHECKING, Any
 from evtrack.errors import StoreError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from evtrack.store.log.segments import SegmentName
     from evtrack.store.log.layout import Store
+    from evtrack.store.log.segments import SegmentName
 
 __all__ = [
     "MANIFEST_FORMAT",

@@ -20,245 +20,26 @@ Two parts:
 
 from __future__ import annotations
 
-import base64
-import gzip
-import http.client
-import json
 import logging
 import os
 import posixpath
-import threading
-import time
 import urllib.parse
-from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from evtrack import settings
-from evtrack.tracking.client import MlflowClient, PagedList, _state
 from evtrack.entities import Experiment, FileInfo, Metric, Run, RunData, RunInfo, ViewType
-from evtrack.errors import EvtrackError, StoreError, error_for_code
+from evtrack.errors import EvtrackError
 from evtrack.store.log.writer import get_writer
+from evtrack.store.rest.sink import get_sink
+from evtrack.store.rest.transport import _Http, _http_error
+from evtrack.tracking.client import MlflowClient, PagedList, _state
 
 if TYPE_CHECKING:  # pragma: no cover
     import pyarrow as pa
 
-__all__ = ["HttpSink", "RemoteClient", "get_sink", "sync_spool"]
+__all__ = ["RemoteClient"]
 
 _log = logging.getLogger(__name__)
 _RETRY_STATUS = {429, 500, 502, 503, 504}
-
-
-def is_http_uri(uri: str | None) -> bool:
-    return bool(uri) and str(uri).startswith(("http://", "https://"))
-
-
-class ServerUnreachable(StoreError):
-    """The server did not answer (or answered 5xx) after every retry."""
-
-
-class _Http:
-    """A tiny keep-alive HTTP client (one connection per thread), stdlib only."""
-
-    def __init__(self, base_url: str) -> None:
-        parsed = urllib.parse.urlsplit(base_url)
-        self.base_url = base_url.rstrip("/")
-        self.scheme = parsed.scheme
-        self.netloc = parsed.netloc
-        self.prefix = parsed.path.rstrip("/")
-        self._local = threading.local()
-        self.timeout = settings.get("http_timeout")
-        self.retries = settings.get("http_retries")
-        token = settings.get("tracking_token")
-        user, password = settings.get("tracking_username"), settings.get("tracking_password")
-        self.auth: str | None = None
-        if token:
-            self.auth = f"Bearer {token}"
-        elif user:
-            creds = base64.b64encode(f"{user}:{password or ''}".encode()).decode()
-            self.auth = f"Basic {creds}"
-
-    def _conn(self) -> http.client.HTTPConnection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            cls = (
-                http.client.HTTPSConnection
-                if self.scheme == "https"
-                else http.client.HTTPConnection
-            )
-            conn = self._local.conn = cls(self.netloc, timeout=self.timeout)
-        return conn
-
-    def _drop(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-        self._local.conn = None
-
-    def request(
-        self,
-        method: str,
-        path: str,
-        body: bytes | None = None,
-        headers: dict[str, str] | None = None,
-        retries: int | None = None,
-    ) -> tuple[int, bytes]:
-        """(status, body); retries connection errors and 429/5xx with backoff."""
-        headers = dict(headers or {})
-        if self.auth:
-            headers["Authorization"] = self.auth
-        attempts = 1 + (self.retries if retries is None else retries)
-        last: Exception | None = None
-        for attempt in range(attempts):
-            if attempt:
-                time.sleep(min(0.25 * 2 ** (attempt - 1), 8.0))
-            try:
-                conn = self._conn()
-                conn.request(method, self.prefix + path, body=body, headers=headers)
-                resp = conn.getresponse()
-                data = resp.read()
-            except (OSError, http.client.HTTPException) as exc:
-                self._drop()
-                last = exc
-                continue
-            if resp.status in _RETRY_STATUS and attempt + 1 < attempts:
-                last = _http_error(resp.status, data)
-                continue
-            return resp.status, data
-        raise ServerUnreachable(f"evtrack server {self.base_url} unreachable: {last}")
-
-    def call(self, method: str, path: str, payload: dict[str, Any] | None = None) -> Any:
-        """A JSON API call; raises the server's error as the matching EvtrackError."""
-        if method == "GET" and payload:
-            query = urllib.parse.urlencode(
-                [(k, x) for k, v in payload.items() for x in (v if isinstance(v, list) else [v])]
-            )
-            status, data = self.request("GET", f"{path}?{query}")
-        else:
-            body = json.dumps(payload or {}).encode()
-            status, data = self.request(method, path, body, {"Content-Type": "application/json"})
-        if status != 200:
-            raise _http_error(status, data)
-        return json.loads(data) if data else {}
-
-
-def _http_error(status: int, data: bytes) -> EvtrackError:
-    try:
-        body = json.loads(data)
-        return error_for_code(body["error_code"], body["message"])
-    except (ValueError, KeyError, TypeError):
-        text = data[:500].decode("utf-8", "replace")
-        return EvtrackError(f"HTTP {status}: {text}")
-
-
-# -- the sink under the writer ---------------------------------------------------------
-
-
-class HttpSink:
-    """What the :class:`~evtrack.store.log.writer.Writer` writes segments to, for an HTTP URI."""
-
-    is_local = False
-    is_remote = True
-
-    def __init__(self, uri: str) -> None:
-        self.uri = uri.rstrip("/")
-        self.http = _Http(self.uri)
-        self.storage_options: dict[str, Any] = {}
-
-    def __repr__(self) -> str:
-        return f"HttpSink({self.uri!r})"
-
-    def events_dir(self, experiment_id: str) -> str:
-        return experiment_id
-
-    def put(self, path: str, data: bytes, *, create_only: bool = False) -> None:
-        experiment_id, name = path.split("/", 1)
-        send_segment(self.http, experiment_id, name, data)
-
-    def spool(self, segments: Iterable[tuple[str, bytes]]) -> None:
-        """Keep segments that could not be sent in the spool folder (``evtrack sync``)."""
-        folder = spool_folder(self.uri)
-        n = 0
-        for path, data in segments:
-            experiment_id, name = path.split("/", 1)
-            target = os.path.join(folder, experiment_id, name)
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            tmp = target + ".part"
-            with open(tmp, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, target)
-            n += 1
-        if n:
-            _log.warning(
-                "evtrack: server %s unreachable; %d segment(s) kept in %s. "
-                "Run `evtrack sync` to send them.",
-                self.uri,
-                n,
-                folder,
-            )
-
-
-def send_segment(http: _Http, experiment_id: str, name: str, data: bytes) -> None:
-    headers = {"Content-Type": "application/octet-stream"}
-    body = data
-    if name.endswith(".jsonl"):
-        body = gzip.compress(data, compresslevel=5)
-        headers["Content-Encoding"] = "gzip"
-    path = f"/api/evtrack/segments/{urllib.parse.quote(experiment_id)}/{urllib.parse.quote(name)}"
-    status, resp = http.request("PUT", path, body, headers)
-    if status != 200:
-        raise _http_error(status, resp)
-
-
-_SINKS: dict[str, HttpSink] = {}
-_SINKS_LOCK = threading.Lock()
-
-
-def get_sink(uri: str) -> HttpSink:
-    with _SINKS_LOCK:
-        sink = _SINKS.get(uri.rstrip("/"))
-        if sink is None:
-            sink = _SINKS[uri.rstrip("/")] = HttpSink(uri)
-        return sink
-
-
-def spool_folder(uri: str) -> str:
-    root = settings.get("spool_dir") or os.path.join(
-        os.path.expanduser("~"), ".cache", "evtrack", "spool"
-    )
-    safe = urllib.parse.quote(uri.rstrip("/"), safe="")
-    return os.path.join(root, safe)
-
-
-def sync_spool(uri: str) -> tuple[int, int]:
-    """Send every spooled segment for ``uri``; returns (sent, still spooled).
-
-    Safe to run any number of times, even concurrently with a training process: the
-    server stores each segment name once, and a file is removed only after a 200.
-    """
-    folder = spool_folder(uri)
-    http = _Http(uri)
-    sent = left = 0
-    if not os.path.isdir(folder):
-        return 0, 0
-    for experiment_id in sorted(os.listdir(folder)):
-        sub = os.path.join(folder, experiment_id)
-        for name in sorted(os.listdir(sub)):
-            if name.endswith(".part"):
-                continue
-            path = os.path.join(sub, name)
-            with open(path, "rb") as f:
-                data = f.read()
-            try:
-                send_segment(http, experiment_id, name, data)
-            except EvtrackError as exc:
-                _log.error("evtrack sync: %s/%s not sent: %s", experiment_id, name, exc)
-                left += 1
-                continue
-            os.unlink(path)
-            sent += 1
-    return sent, left
 
 
 # -- the client ------------------------------------------------------------------------
@@ -415,8 +196,8 @@ class RemoteClient(MlflowClient):
     def create_run(
         self, experiment_id, start_time=None, tags=None, run_name=None, *, run_id=None, user_id=None
     ) -> Run:
-        from evtrack.tracking.context import user_name
         from evtrack.store.log.writer import now_ms
+        from evtrack.tracking.context import user_name
 
         if run_id is not None:
             raise EvtrackError("A remote client cannot choose the run id of a new run.")

@@ -9,7 +9,14 @@ from typing import Any
 from flask import Response, request
 
 from evtrack.errors import InvalidParameterValue
-from evtrack.web.table import Column, TableQuery, available_columns, csv_rows, default_columns, runs_page
+from evtrack.web.table import (
+    Column,
+    TableQuery,
+    available_columns,
+    csv_rows,
+    default_columns,
+    runs_page,
+)
 from evtrack.web.views.base import arg_int, arg_list, blueprint, page, state
 
 PER_PAGE = 100
