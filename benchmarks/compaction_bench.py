@@ -22,7 +22,7 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
 os.environ["EVTRACK_AUTO_COMPACT"] = "false"
 
-from evtrack.store.log.layout.log import compaction
+from evtrack.store.log import compaction
 
 import evtrack  # noqa: E402
 from evtrack.search import compile_search_runs  # noqa: E402

@@ -14,8 +14,13 @@ server answers with, so the same object serves Python callers, the CLI and REST:
     │   └── ArtifactNotFound (FileNotFoundError)
     ├── InvalidState                              INVALID_STATE             400
     ├── PermissionDenied (PermissionError)        PERMISSION_DENIED         403
+    ├── SegmentRefused                            (the store's code)        400
     └── StoreError                                INTERNAL_ERROR            500
         └── StoreVersionError                     INTERNAL_ERROR            500
+
+Each error says whether to retry (:attr:`EvtrackError.retryable`): true for failures
+that may pass unchanged later (a store or server that is down, throttling, a 5xx),
+false for permanent ones (invalid input, not found, too large, a newer store format).
 
 ``MlflowException`` is an alias of :class:`EvtrackError`, so scripts written for
 MLflow (``except mlflow.exceptions.MlflowException``) keep working with
@@ -37,6 +42,7 @@ __all__ = [
     "ResourceAlreadyExists",
     "ResourceDoesNotExist",
     "RunNotFound",
+    "SegmentRefused",
     "StoreError",
     "StoreVersionError",
     "error_for_code",
@@ -54,6 +60,11 @@ class EvtrackError(Exception):
         self.message = message
         if error_code is not None:
             self.error_code = error_code
+
+    @property
+    def retryable(self) -> bool:
+        """Whether the same call may succeed later, unchanged (5xx and 429 are transient)."""
+        return self.http_status >= 500 or self.http_status == 429
 
     def get_http_status_code(self) -> int:
         """MLflow's method name for :attr:`http_status`."""
@@ -133,6 +144,23 @@ class StoreError(EvtrackError):
 
 class StoreVersionError(StoreError):
     """The store was written by a newer, incompatible evtrack."""
+
+    retryable = False
+
+
+class SegmentRefused(EvtrackError):
+    """A store or server refused a segment for good; its events were not stored.
+
+    ``error_code`` is the store's reason; ``events`` how many events the segment held.
+    The writer does not retry it (see :mod:`evtrack.store.log.writer`).
+    """
+
+    http_status = 400
+    retryable = False
+
+    def __init__(self, message: str, error_code: str | None = None, events: int = 0) -> None:
+        super().__init__(message, error_code)
+        self.events = events
 
 
 _BY_CODE: dict[str, type[EvtrackError]] = {

@@ -89,8 +89,15 @@ SETTINGS: tuple[Setting, ...] = (
         "auto_compact",
         True,
         "EVTRACK_AUTO_COMPACT",
-        "Compact a run's segments when the run ends.",
+        "Compact a run's segments when the run ends (see auto_compact_min_events).",
         _bool,
+    ),
+    Setting(
+        "auto_compact_min_events",
+        1000,
+        "EVTRACK_AUTO_COMPACT_MIN_EVENTS",
+        "end_run() compacts a run only if this process wrote at least this many of its events; smaller runs are left to `evtrack compact`, so short scripts do not pay for DuckDB at exit.",
+        int,
     ),
     Setting(
         "gc_grace_seconds",
@@ -137,6 +144,20 @@ SETTINGS: tuple[Setting, ...] = (
         "EVTRACK_HTTP_RETRIES",
         "Retries (exponential backoff from 0.25 s) of a request that failed to connect or got 429/5xx.",
         int,
+    ),
+    Setting(
+        "http_max_segment_bytes",
+        64 * 1024 * 1024,
+        "EVTRACK_HTTP_MAX_SEGMENT_BYTES",
+        "Segments sent to a tracking server are split to at most this size; a server with a lower ingest limit says so and later segments are split to fit it.",
+        int,
+    ),
+    Setting(
+        "allow_non_atomic_create",
+        False,
+        "EVTRACK_ALLOW_NON_ATOMIC_CREATE",
+        "Open stores on filesystems without an atomic create-only write (anything but local folders, memory://, s3, gs, az/abfs). Two processes may then both claim one name; use with a single writer only.",
+        _bool,
     ),
     Setting(
         "spool_dir",

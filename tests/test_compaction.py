@@ -11,11 +11,11 @@ import uuid
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from evtrack.store.log.layout.log import compaction, manifest, snapshot
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import evtrack
+from evtrack.store.log import compaction, manifest, snapshot
 from evtrack.store.log.events import event_schema
 from evtrack.store.log.layout import Store
 from evtrack.store.log.maintenance import doctor, gc
@@ -163,6 +163,7 @@ def test_auto_compaction_can_be_turned_off(tmp_path, monkeypatch):
     store = evtrack.MlflowClient(str(tmp_path / "s")).store
     assert read_manifest(store, run.info.experiment_id).version == 0
     monkeypatch.setenv("EVTRACK_AUTO_COMPACT", "true")
+    monkeypatch.setenv("EVTRACK_AUTO_COMPACT_MIN_EVENTS", "0")
     with evtrack.start_run() as run2:
         evtrack.log_metric("m", 1.0)
     assert read_manifest(store, run2.info.experiment_id).version >= 1

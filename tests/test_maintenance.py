@@ -7,7 +7,7 @@ import os
 
 import pytest
 from click.testing import CliRunner
-from evtrack.store.log.layout.log import compaction
+from evtrack.store.log import compaction
 
 import evtrack
 from evtrack.cli.main import main

@@ -4,7 +4,7 @@ listings, request counts, storage_options, and no DuckDB httpfs."""
 from __future__ import annotations
 
 import pytest
-from evtrack.store.log.layout.log import compaction
+from evtrack.store.log import compaction
 from helpers import run_python, subprocess_env
 
 import evtrack

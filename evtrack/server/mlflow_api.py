@@ -390,10 +390,10 @@ def _log(run_id: str, points: list[Any], params=(), tags=()) -> None:
         client.log_batch(run_id, params=params, tags=tags, synchronous=False)
         if points:
             experiment_id = client._experiment_of(run_id)
-            client.raw_writer.metric_buffer(experiment_id, run_id).extend(points)
+            client.raw_writer.add_points(experiment_id, run_id, points)
     else:
         experiment_id = client.check_run_active(run_id)
-        client.raw_writer.metric_buffer(experiment_id, run_id).extend(points)
+        client.raw_writer.add_points(experiment_id, run_id, points)
     client.group.commit()
 
 

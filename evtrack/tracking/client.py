@@ -499,9 +499,11 @@ class MlflowClient:
         t = now_ms()
         self.writer.add(experiment_id, run_id, "run", "status", status, time_ms=t)
         self.writer.add(experiment_id, run_id, "run", "end_time", str(end_time), time_ms=t)
-        self.writer.flush()
-        # A finished run's buffer would otherwise be visited by every later flush.
-        self.writer.release(experiment_id, run_id)
+        try:
+            self.writer.flush(run_id)
+        finally:
+            # A finished run's buffer would otherwise be visited by every later flush.
+            self.writer.release(experiment_id, run_id)
 
     def _set_run_stage(self, run_id: str, stage: str) -> None:
         experiment_id = self._experiment_of(run_id)
@@ -547,9 +549,9 @@ class MlflowClient:
             0 if step is None else validation.check_step(step),
             now_ms() if timestamp is None else validation.check_timestamp(timestamp),
         )
-        self.writer.metric_buffer(experiment_id, run_id).extend(point)
+        self.writer.add_points(experiment_id, run_id, point)
         if synchronous:
-            self.writer.flush()
+            self.writer.flush(run_id)
 
     def log_metric_series(
         self,
@@ -660,11 +662,11 @@ class MlflowClient:
             if tag.key == "mlflow.runName":
                 self.writer.add(experiment_id, run_id, "run", "run_name", value, time_ms=t_now)
         if points:
-            self.writer.metric_buffer(experiment_id, run_id).extend(
-                [item for point in points for item in point]
+            self.writer.add_points(
+                experiment_id, run_id, [item for point in points for item in point]
             )
         if synchronous is not False and (params or tags) or synchronous:
-            self.writer.flush()
+            self.writer.flush(run_id)
 
     def log_inputs(self, run_id: str, datasets: Sequence[Any] | None = None) -> None:
         experiment_id = self._experiment_of(run_id)

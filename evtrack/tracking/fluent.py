@@ -180,6 +180,7 @@ class ActiveRun(Run):
         super().__init__(run.info, run.data, run.inputs)
         self._client = client
         # The hot path appends straight to this list (see log_metric).
+        # Held until end_run(): a held list is never dropped by Writer.release().
         self._buf = client.writer.metric_buffer(run.info.experiment_id, run.info.run_id)
         self._writer = client.writer
         self._buf_limit = 4 * client.writer.buffer_limit
@@ -261,20 +262,37 @@ def start_run(
 
 
 def end_run(status: str = "FINISHED") -> None:
-    """End the active run; every event logged to it is durable when this returns."""
+    """End the active run; every event logged to it is durable when this returns.
+
+    Raises :class:`~evtrack.errors.SegmentRefused` if the store refused some of the
+    run's events for good (the run is ended all the same).
+    """
     global _last_active_run_id
     if not _run_stack:
         return
     run = _run_stack.pop()
-    run._client.set_terminated(run.info.run_id, status)
     _last_active_run_id = run.info.run_id
+    try:
+        run._client.set_terminated(run.info.run_id, status)
+    finally:
+        run._writer.drop_metric_buffer(run.info.experiment_id, run.info.run_id)
     if settings.get("auto_compact"):
         _compact_quietly(run)
 
 
 def _compact_quietly(run: ActiveRun) -> None:
+    """Compact a large run as it ends; small ones are left for ``evtrack compact``.
+
+    A run of a few events is one or two JSONL segments, cheap to read; compacting it
+    would load DuckDB and pyarrow at the end of a script that needed neither, more
+    than doubling a short script's wall time. The count is of events this process
+    wrote, so a run logged from many processes is compacted by whichever ends it
+    after writing enough (or by ``evtrack compact``).
+    """
     if getattr(run._client.store, "is_remote", False):
         return  # logging to an evtrack server: compaction is the server side's job
+    if run._writer.written(run.info.run_id) < settings.get("auto_compact_min_events"):
+        return
     try:
         from evtrack.store.log.compaction import compact_run
     except ImportError:
@@ -350,7 +368,7 @@ def log_metric(
         )
     )
     if synchronous:
-        run._writer.flush()
+        run._writer.flush(run.info.run_id)
     elif len(buf) >= run._buf_limit:
         run._writer.wake()
 
@@ -385,7 +403,7 @@ def log_metrics(
     for key, value in checked:
         log_metric(key, value, step, False, ts)
     if synchronous:
-        _run_stack[-1]._writer.flush()
+        _run_stack[-1]._writer.flush(_run_stack[-1].info.run_id)
 
 
 def log_metric_series(
@@ -435,10 +453,14 @@ def delete_tag(key: str) -> None:
 
 
 def flush() -> None:
-    """Make every event logged so far durable (all runs of this process)."""
+    """Make every event logged so far durable (all runs of this process).
+
+    Raises the first failure, or :class:`~evtrack.errors.SegmentRefused` for events a
+    store refused for good since the last report.
+    """
     from evtrack.store.log.writer import flush_all
 
-    flush_all()
+    flush_all(raise_refused=True)
 
 
 # -- artifacts -------------------------------------------------------------------------

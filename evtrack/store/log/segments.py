@@ -27,7 +27,7 @@ from evtrack.store.log.events import COLUMNS, DICTIONARY_COLUMNS, SCHEMA_VERSION
 if TYPE_CHECKING:  # pragma: no cover
     import pyarrow as pa
 
-__all__ = ["SegmentName", "decode", "decode_jsonl_many", "encode", "parse_name"]
+__all__ = ["SegmentName", "decode", "decode_jsonl_many", "encode", "encode_rows", "parse_name"]
 
 _NAME = re.compile(
     r"^(?P<scope>[^./]+)\.(?P<writer>[0-9a-zA-Z]+)-(?P<seq>\d+)\.(?P<ext>jsonl|parquet)$"
@@ -60,13 +60,26 @@ _DICTIONARY_COLUMNS = [*DICTIONARY_COLUMNS, "text"]
 _DELTA_COLUMNS = {c: "DELTA_BINARY_PACKED" for c in ("seq", "time", "step", "timestamp")}
 
 
+_HEADER = json.dumps({"evtrack_segment": SCHEMA_VERSION})
+
+
+def encode_rows(rows: list[dict]) -> bytes:
+    """A JSONL segment from events as dicts of their columns (``None`` values left out).
+
+    Standard library only: the writer encodes small segments this way, so a short
+    script never imports pyarrow.
+    """
+    dumps = json.dumps
+    lines = [_HEADER]
+    for row in rows:
+        lines.append(dumps({k: v for k, v in row.items() if v is not None}))
+    return ("\n".join(lines) + "\n").encode()
+
+
 def encode(table: pa.Table, fmt: str) -> bytes:
     """Serialise an event table as ``"jsonl"`` or ``"parquet"``."""
     if fmt == "jsonl":
-        lines = [json.dumps({"evtrack_segment": SCHEMA_VERSION})]
-        for row in table.to_pylist():
-            lines.append(json.dumps({k: v for k, v in row.items() if v is not None}))
-        return ("\n".join(lines) + "\n").encode()
+        return encode_rows(table.to_pylist())
     import pyarrow.parquet as pq
 
     sink = io.BytesIO()

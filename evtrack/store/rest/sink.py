@@ -43,6 +43,9 @@ class HttpSink:
         self.uri = uri.rstrip("/")
         self.http = _Http(self.uri)
         self.storage_options: dict[str, Any] = {}
+        # Larger segments are split before they are sent; a server that refuses one as
+        # too large also tells the writer its own limit (see writer._split_refused).
+        self.max_segment_bytes: int = settings.get("http_max_segment_bytes")
 
     def __repr__(self) -> str:
         return f"HttpSink({self.uri!r})"
@@ -54,8 +57,22 @@ class HttpSink:
         experiment_id, name = path.split("/", 1)
         send_segment(self.http, experiment_id, name, data)
 
-    def spool(self, segments: Iterable[tuple[str, bytes]]) -> None:
-        """Keep segments that could not be sent in the spool folder (``evtrack sync``)."""
+    def close(self) -> None:
+        """Close the sink's connections (the process's writer for it is closed first)."""
+        from evtrack.store.log.writer import close_writer
+
+        close_writer(self)  # type: ignore[arg-type]
+        with _SINKS_LOCK:
+            if _SINKS.get(self.uri) is self:
+                del _SINKS[self.uri]
+        self.http.close()
+
+    def spool(self, segments: Iterable[tuple[str, bytes]], refused: bool = False) -> None:
+        """Keep segments that could not be sent in the spool folder (``evtrack sync``).
+
+        ``refused``: the server refused them for good (the writer has already said why),
+        so ``evtrack sync`` will only succeed once that cause is fixed.
+        """
         folder = spool_folder(self.uri)
         n = 0
         for path, data in segments:
@@ -69,7 +86,7 @@ class HttpSink:
                 os.fsync(f.fileno())
             os.replace(tmp, target)
             n += 1
-        if n:
+        if n and not refused:
             _log.warning(
                 "evtrack: server %s unreachable; %d segment(s) kept in %s. "
                 "Run `evtrack sync` to send them.",

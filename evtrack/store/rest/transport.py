@@ -41,6 +41,10 @@ class _Http:
         self.netloc = parsed.netloc
         self.prefix = parsed.path.rstrip("/")
         self._local = threading.local()
+        # Every thread's connection, so close() can close them all (no socket left
+        # open at exit, which -W error::ResourceWarning turns into a failure).
+        self._conns: set[http.client.HTTPConnection] = set()
+        self._conns_lock = threading.Lock()
         self.timeout = settings.get("http_timeout")
         self.retries = settings.get("http_retries")
         token = settings.get("tracking_token")
@@ -61,13 +65,25 @@ class _Http:
                 else http.client.HTTPConnection
             )
             conn = self._local.conn = cls(self.netloc, timeout=self.timeout)
+            with self._conns_lock:
+                self._conns.add(conn)
         return conn
 
     def _drop(self) -> None:
         conn = getattr(self._local, "conn", None)
         if conn is not None:
             conn.close()
+            with self._conns_lock:
+                self._conns.discard(conn)
         self._local.conn = None
+
+    def close(self) -> None:
+        """Close every thread's connection; a later request opens a new one."""
+        with self._conns_lock:
+            conns, self._conns = self._conns, set()
+        for conn in conns:
+            conn.close()
+        self._local = threading.local()
 
     def request(
         self,
@@ -117,9 +133,13 @@ class _Http:
 
 
 def _http_error(status: int, data: bytes) -> EvtrackError:
+    """The server's error, carrying the HTTP status it came with (so ``retryable`` is
+    decided by what the server said: 4xx permanent, 429 and 5xx transient)."""
     try:
         body = json.loads(data)
-        return error_for_code(body["error_code"], body["message"])
+        err = error_for_code(body["error_code"], body["message"])
     except (ValueError, KeyError, TypeError):
         text = data[:500].decode("utf-8", "replace")
-        return EvtrackError(f"HTTP {status}: {text}")
+        err = EvtrackError(f"HTTP {status}: {text}")
+    err.http_status = status
+    return err
