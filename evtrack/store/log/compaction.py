@@ -27,6 +27,7 @@ from __future__ import annotations
 import io
 import logging
 import math
+import os
 import secrets
 import threading
 import time
@@ -136,6 +137,21 @@ _REDUCE_SQL = f"""
 
 _DB: list = []
 _DB_LOCK = threading.Lock()
+_INHERITED: list = []  # a parent's connections, never used nor closed in a forked child
+
+
+def _after_fork() -> None:
+    # A DuckDB connection made before a fork has worker threads and locks that do not
+    # exist in the child: using it there can hang. Keep the object (closing it could
+    # touch that state too) and let the child open its own on first use.
+    global _DB_LOCK
+    _DB_LOCK = threading.Lock()
+    _INHERITED.extend(_DB)
+    _DB.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
 
 
 def _duck(table: pa.Table, sql: str) -> pa.Table:

@@ -14,15 +14,23 @@
 Segments, manifests and claims are written once and never modified. On a local
 folder a file is written under a temporary name (``.tmp-…``, ignored by readers) and
 then linked into place, which is atomic and fails if the name exists; on object
-storage it is one PUT, create-only where the filesystem supports it (s3fs sends a
-conditional PUT). Everything under ``names/`` and ``runs/`` can be rebuilt from the
-events by ``evtrack doctor --repair``.
+storage it is one PUT. Claims and manifests need that PUT to be *create-only* and
+atomic — of two processes creating one name, exactly one wins — and fsspec's generic
+``pipe_file(mode="create")`` only checks, then writes. So a store opens only on a
+filesystem known to have a real precondition (:data:`ATOMIC_CREATE`): s3fs sends
+``If-None-Match: *``, gcsfs ``ifGenerationMatch=0``, adlfs ``overwrite=False`` (Azure's
+``If-None-Match: *``); ``memory://`` lives in one process, where a lock makes the
+check-then-write atomic. Any other filesystem is refused at open time unless the
+``allow_non_atomic_create`` setting accepts the race (one writing process only).
+Everything under ``names/`` and ``runs/`` can be rebuilt from the events by
+``evtrack doctor --repair``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import secrets
 import threading
@@ -35,10 +43,19 @@ from evtrack.errors import ResourceAlreadyExists, StoreError, StoreVersionError
 if TYPE_CHECKING:  # pragma: no cover
     import pyarrow as pa
 
-__all__ = ["STORE_FORMAT_VERSION", "Store", "get_store", "resolve_uri"]
+__all__ = ["ATOMIC_CREATE", "STORE_FORMAT_VERSION", "Store", "get_store", "resolve_uri"]
+
+_log = logging.getLogger(__name__)
 
 #: Version of the store layout. A store written by an older version stays readable.
 STORE_FORMAT_VERSION = 1
+
+#: fsspec protocols whose ``pipe_file(path, data, mode="create")`` is an atomic,
+#: server-side create-only write (``file``/``local`` use ``os.link`` instead, and
+#: ``memory`` a process lock; see the module docstring).
+ATOMIC_CREATE = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss"})
+_PROCESS_LOCAL = frozenset({"memory"})
+_MEMORY_CREATE_LOCK = threading.Lock()  # every memory:// store of the process shares one fs
 
 _STORES: dict[tuple[str, str], Store] = {}
 _STORES_LOCK = threading.Lock()
@@ -57,14 +74,32 @@ def resolve_uri(uri: str | None) -> str:
 
 
 def get_store(uri: str | None = None, storage_options: dict[str, Any] | None = None) -> Store:
-    """The process-wide :class:`Store` for ``uri`` (one per URI and options)."""
+    """The process-wide :class:`Store` for ``uri`` (one per URI and options).
+
+    It lives until :meth:`Store.close`; a long-running process that opens many stores
+    (a test suite, a notebook switching URIs) should close the ones it is done with.
+    """
     canonical = resolve_uri(uri)
     key = (canonical, json.dumps(storage_options or {}, sort_keys=True, default=str))
     with _STORES_LOCK:
         store = _STORES.get(key)
         if store is None:
             store = _STORES[key] = Store(canonical, storage_options)
+            store._key = key
         return store
+
+
+def _after_fork() -> None:
+    # Locks another thread held at the fork would never be released in the child.
+    global _STORES_LOCK, _MEMORY_CREATE_LOCK
+    _STORES_LOCK = threading.Lock()
+    _MEMORY_CREATE_LOCK = threading.Lock()
+    for store in list(_STORES.values()):
+        store.cache = _TableCache()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
 
 
 class _TableCache:
@@ -115,8 +150,45 @@ class Store:
         protocol = self.fs.protocol
         protocols = protocol if isinstance(protocol, (tuple, list)) else (protocol,)
         self.is_local = "file" in protocols or "local" in protocols
+        self._process_local = bool(_PROCESS_LOCAL & set(protocols))
+        if not (self.is_local or self._process_local or ATOMIC_CREATE & set(protocols)):
+            self._refuse_non_atomic(protocols)
         self.cache = _TableCache()
         self._initialized = False
+        self._key: tuple[str, str] | None = None  # set by get_store
+
+    def _refuse_non_atomic(self, protocols: tuple[str, ...]) -> None:
+        name = "/".join(protocols)
+        if not settings.get("allow_non_atomic_create"):
+            from evtrack.errors import InvalidParameterValue
+
+            raise InvalidParameterValue(
+                f"Cannot open {self.uri!r}: the {name!r} filesystem has no atomic create-only "
+                "write, so two processes could both claim one experiment name, run id or "
+                "manifest version. Use a local folder, memory://, s3://, gs:// or az://; or, "
+                "with a single writing process, set EVTRACK_ALLOW_NON_ATOMIC_CREATE=1."
+            )
+        _log.warning(
+            "evtrack: %s has no atomic create-only write (%s); allowed by "
+            "allow_non_atomic_create, so only one process may write to it at a time.",
+            self.uri,
+            name,
+        )
+
+    def close(self) -> None:
+        """Flush and stop this store's writer, drop its caches and forget the store.
+
+        The next :func:`get_store` for the URI opens a fresh one. Closing is optional
+        for a script (exit flushes everything), but a process that opens many stores
+        should close them, or their threads and caches live as long as it does.
+        """
+        from evtrack.store.log.writer import close_writer
+
+        close_writer(self)
+        with _STORES_LOCK:
+            if self._key is not None and _STORES.get(self._key) is self:
+                del _STORES[self._key]
+        self.cache = _TableCache()
 
     def __repr__(self) -> str:
         return f"Store({self.uri!r})"
@@ -173,6 +245,9 @@ class Store:
         """
         if self.is_local:
             self._put_local(path, data, create_only)
+        elif create_only and self._process_local:
+            with _MEMORY_CREATE_LOCK:  # memory://: check-then-write, made atomic here
+                self.fs.pipe_file(path, data, mode="create")
         elif create_only:
             self.fs.pipe_file(path, data, mode="create")
         else:
