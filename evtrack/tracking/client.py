@@ -117,7 +117,7 @@ class MlflowClient:
             if self._state.default_ready:
                 return
             marker = self.store.path("experiments", DEFAULT_EXPERIMENT_ID, "experiment.json")
-            if not self.store.fs.exists(marker):
+            if not self.store.exists(marker):
                 # Events first, marker last: whoever sees the marker also sees the events.
                 # Processes racing here both write the same attributes, which is harmless.
                 created = now_ms()
@@ -240,8 +240,20 @@ class MlflowClient:
             out.append(Experiment(tags=tags, **r))
         return out
 
+    def _experiment_from_segments(self, experiment_id: str) -> Experiment | None:
+        """The experiment without DuckDB while its events are JSONL segments (see
+        :mod:`evtrack.store.log.attributes`); ``None``: read it through the views."""
+        from evtrack.store.log.attributes import experiment_from_segments
+
+        self._ready()
+        self.writer.flush()  # our own events first, as every read does
+        return experiment_from_segments(self.store, experiment_id)
+
     def get_experiment(self, experiment_id: str) -> Experiment:
         experiment_id = validation.check_experiment_id(experiment_id)
+        exp = self._experiment_from_segments(experiment_id)
+        if exp is not None:
+            return exp
         found = self._experiments("experiment_id = ?", [experiment_id], only=experiment_id)
         if not found:
             raise ExperimentNotFound(f"No Experiment with id={experiment_id} exists")
@@ -254,6 +266,9 @@ class MlflowClient:
         owner = self.store.name_owner(name)
         if owner is None:
             return None
+        exp = self._experiment_from_segments(owner)
+        if exp is not None and exp.name == name:
+            return exp
         found = self._experiments("experiment_id = ? and name = ?", [owner, name], only=owner)
         return found[0] if found else None
 
@@ -650,7 +665,11 @@ class MlflowClient:
         param_values = dict(validation.check_param(p.key, p.value, truncate=False) for p in params)
         tags = [RunTag(*validation.check_tag(t.key, t.value, truncate=False)) for t in tags]
         if params or tags:
-            self._run_must_be_active(run_id)
+            from evtrack.store.log.attributes import run_stage_from_segments
+
+            self.writer.flush()  # our own events first, as every read does
+            if run_stage_from_segments(self.store, experiment_id, run_id) != "active":
+                self._run_must_be_active(run_id)  # the views decide, and say why
         fresh = self._check_params(run_id, param_values) if params else {}
         t_now = now_ms()
         for key, value in fresh.items():

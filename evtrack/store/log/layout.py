@@ -133,22 +133,30 @@ class Store:
     """One store: its filesystem, its layout, atomic writes and cached reads."""
 
     def __init__(self, uri: str, storage_options: dict[str, Any] | None = None) -> None:
-        import fsspec
-
         self.uri = uri
         self.storage_options = dict(storage_options or {})
-        try:
-            self.fs, root = fsspec.core.url_to_fs(uri, **self.storage_options)
-        except (ImportError, ValueError) as exc:
-            from evtrack.errors import InvalidParameterValue
+        self._fs: Any = None
+        if uri.startswith("file://") and not self.storage_options:
+            # A local folder is read and written with os calls; fsspec (and asyncio with
+            # it, ~0.1 s) is imported only if something asks for ``fs``.
+            self.root = uri[len("file://") :].rstrip("/") or "/"
+            protocols: tuple[str, ...] = ("file",)
+        else:
+            import fsspec
 
-            raise InvalidParameterValue(
-                f"Cannot open tracking URI {uri!r}: {exc}. Use a folder, file://, memory://, "
-                "or an object store URL such as s3://bucket/prefix (pip install 'evtrack[s3]')."
-            ) from exc
-        self.root = root.rstrip("/") or "/"
-        protocol = self.fs.protocol
-        protocols = protocol if isinstance(protocol, (tuple, list)) else (protocol,)
+            try:
+                self._fs, root = fsspec.core.url_to_fs(uri, **self.storage_options)
+            except (ImportError, ValueError) as exc:
+                from evtrack.errors import InvalidParameterValue
+
+                raise InvalidParameterValue(
+                    f"Cannot open tracking URI {uri!r}: {exc}. Use a folder, file://, "
+                    "memory://, or an object store URL such as s3://bucket/prefix "
+                    "(pip install 'evtrack[s3]')."
+                ) from exc
+            self.root = root.rstrip("/") or "/"
+            protocol = self._fs.protocol
+            protocols = tuple(protocol) if isinstance(protocol, (tuple, list)) else (protocol,)
         self.is_local = "file" in protocols or "local" in protocols
         self._process_local = bool(_PROCESS_LOCAL & set(protocols))
         if not (self.is_local or self._process_local or ATOMIC_CREATE & set(protocols)):
@@ -156,6 +164,15 @@ class Store:
         self.cache = _TableCache()
         self._initialized = False
         self._key: tuple[str, str] | None = None  # set by get_store
+
+    @property
+    def fs(self) -> Any:
+        """The store's fsspec filesystem (for a local folder, made on first use)."""
+        if self._fs is None:
+            from fsspec.implementations.local import LocalFileSystem
+
+            self._fs = LocalFileSystem()
+        return self._fs
 
     def _refuse_non_atomic(self, protocols: tuple[str, ...]) -> None:
         name = "/".join(protocols)
@@ -218,14 +235,14 @@ class Store:
             return
         marker = self.path("evtrack.json")
         try:
-            info = json.loads(self.fs.cat_file(marker))
+            info = json.loads(self.read_bytes(marker))
         except FileNotFoundError:
             body = {"format": "evtrack", "format_version": STORE_FORMAT_VERSION}
             try:
                 self.put(marker, json.dumps(body).encode(), create_only=True)
             except FileExistsError:
                 pass
-            info = json.loads(self.fs.cat_file(marker))
+            info = json.loads(self.read_bytes(marker))
         version = info.get("format_version")
         if not isinstance(version, int) or version > STORE_FORMAT_VERSION:
             raise StoreVersionError(
@@ -295,7 +312,22 @@ class Store:
         return [e.rstrip("/").rsplit("/", 1)[-1] for e in entries]
 
     def read_bytes(self, path: str) -> bytes:
+        if self.is_local:
+            with open(path, "rb") as f:
+                return f.read()
         return self.fs.cat_file(path)
+
+    def exists(self, path: str) -> bool:
+        if self.is_local:
+            return os.path.exists(path)
+        return self.fs.exists(path)
+
+    def rm_file(self, path: str) -> None:
+        """Delete one file; :class:`FileNotFoundError` if it is not there."""
+        if self.is_local:
+            os.unlink(path)
+        else:
+            self.fs.rm_file(path)
 
     def list_experiment_ids(self) -> list[str]:
         return sorted(
@@ -352,13 +384,13 @@ class Store:
 
     def name_owner(self, name: str) -> str | None:
         try:
-            return json.loads(self.fs.cat_file(self._name_path(name)))["experiment_id"]
+            return json.loads(self.read_bytes(self._name_path(name)))["experiment_id"]
         except FileNotFoundError:
             return None
 
     def release_name(self, name: str) -> None:
         try:
-            self.fs.rm_file(self._name_path(name))
+            self.rm_file(self._name_path(name))
         except FileNotFoundError:
             pass
 
@@ -375,8 +407,6 @@ class Store:
 
     def experiment_of_run(self, run_id: str) -> str | None:
         try:
-            return json.loads(self.fs.cat_file(self.path("runs", run_id + ".json")))[
-                "experiment_id"
-            ]
+            return json.loads(self.read_bytes(self.path("runs", run_id + ".json")))["experiment_id"]
         except FileNotFoundError:
             return None
