@@ -399,3 +399,53 @@ def test_a_closed_http_sink_leaves_no_socket_open(small_server):
     )
     assert proc.returncode == 0 and "OK" in proc.stdout, proc.stderr
     assert "ResourceWarning" not in proc.stderr, proc.stderr
+
+
+def test_jsonl_and_parquet_segments_hold_the_same_events(tmp_path, monkeypatch):
+    """The writer builds JSONL from Python and Parquet from Arrow buffers: same events."""
+    from evtrack.store.log.segments import decode
+
+    class Capture:
+        is_local = True
+        uri = "capture://"
+
+        def __init__(self) -> None:
+            self.got: list[tuple[str, bytes]] = []
+
+        def events_dir(self, experiment_id: str) -> str:
+            return experiment_id
+
+        def put(self, path: str, data: bytes, *, create_only: bool = False) -> None:
+            self.got.append((path, data))
+
+    def fill(w: Writer) -> None:
+        t = 1_700_000_000_000
+        w.add("7", "r", "param", "p", "0.1", time_ms=t)
+        w.add("7", "r", "tag", "gone", None, time_ms=t)  # a deleted tag: null text
+        w.add("7", "r", "tag", "ünï", "çødé \u2603 \U0001f600", time_ms=t + 1)
+        w.add("7", "r", "artifact", "a/b.txt", '{"size": 3}', value=1.0, time_ms=t)
+        w.add("7", None, "experiment", "name", "e", time_ms=t)
+        w.add_points(
+            "7", "r", ["m", float("nan"), -5, 1, "m", float("inf"), 2**62, 2, "k", -0.0, 0, 3]
+        )
+
+    tables = {}
+    for fmt, limit in (("jsonl", "512"), ("parquet", "0")):
+        monkeypatch.setenv("EVTRACK_JSONL_MAX_EVENTS", limit)
+        sink = Capture()
+        w = Writer(sink)  # type: ignore[arg-type]
+        w.id = "w1"
+        fill(w)
+        w.flush()
+        assert {p.rsplit(".", 1)[1] for p, _ in sink.got} == {fmt}
+        tables[fmt] = sorted(
+            (row for p, data in sink.got for row in decode(data, fmt).to_pylist()),
+            key=lambda r: (r["run_id"] or "", r["seq"]),
+        )
+        w.close()
+    assert len(tables["jsonl"]) == 8
+    for a, b in zip(tables["jsonl"], tables["parquet"], strict=True):
+        assert a.keys() == b.keys()
+        for k in a:
+            same = a[k] == b[k] or (a[k] != a[k] and b[k] != b[k])  # NaN
+            assert same, (k, a, b)
