@@ -761,6 +761,12 @@ def flush_all(raise_refused: bool = False) -> None:
 
 def _flush_at_exit() -> None:
     flush_all()
+    # Then close the connections to tracking servers, so no socket is left to the
+    # interpreter's teardown (a ResourceWarning under -W error).
+    for writer in list(_ALL.values()):
+        http = getattr(writer.store, "http", None)
+        if http is not None:
+            http.close()
 
 
 class _ChildHook:
