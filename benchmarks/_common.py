@@ -85,6 +85,8 @@ class Row:
 def fmt_value(value: float | None, unit: str) -> str:
     if value is None:
         return "—"
+    if unit == "x":  # a ratio
+        return f"{value:.3g}×"
     if unit == "/s":
         for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
             if value >= scale:

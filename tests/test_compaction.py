@@ -169,6 +169,25 @@ def test_auto_compaction_can_be_turned_off(tmp_path, monkeypatch):
     assert read_manifest(store, run2.info.experiment_id).version >= 1
 
 
+def test_end_run_compacts_only_runs_of_enough_events(tmp_path):
+    evtrack.set_tracking_uri(tmp_path / "s")
+    with evtrack.start_run() as small:
+        for i in range(10):
+            evtrack.log_metric("m", float(i), step=i)
+    store = evtrack.MlflowClient(str(tmp_path / "s")).store
+    exp = small.info.experiment_id
+    assert read_manifest(store, exp).version == 0  # a few JSONL segments: left as they are
+    with evtrack.start_run() as big:
+        for i in range(1500):
+            evtrack.log_metric("m", float(i), step=i)
+    m = read_manifest(store, exp)
+    assert m.version >= 1 and any(f.may_hold(big.info.run_id) for f in m.full)
+    assert not any(f.may_hold(small.info.run_id) for f in m.full)
+    client = evtrack.MlflowClient(str(tmp_path / "s"))
+    assert len(client.get_metric_history(small.info.run_id, "m")) == 10
+    assert len(client.get_metric_history(big.info.run_id, "m")) == 1500
+
+
 # -- races, interruptions, damage ----------------------------------------------------------
 
 

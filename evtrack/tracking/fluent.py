@@ -276,12 +276,13 @@ def end_run(status: str = "FINISHED") -> None:
     try:
         run._client.set_terminated(run.info.run_id, status)
     finally:
+        written = run._writer.written(run.info.run_id)  # forgotten once the buffer is dropped
         run._writer.drop_metric_buffer(run.info.experiment_id, run.info.run_id)
     if settings.get("auto_compact"):
-        _compact_quietly(run)
+        _compact_quietly(run, written)
 
 
-def _compact_quietly(run: ActiveRun) -> None:
+def _compact_quietly(run: ActiveRun, written: int) -> None:
     """Compact a large run as it ends; small ones are left for ``evtrack compact``.
 
     A run of a few events is one or two JSONL segments, cheap to read; compacting it
@@ -292,7 +293,7 @@ def _compact_quietly(run: ActiveRun) -> None:
     """
     if getattr(run._client.store, "is_remote", False):
         return  # logging to an evtrack server: compaction is the server side's job
-    if run._writer.written(run.info.run_id) < settings.get("auto_compact_min_events"):
+    if written < settings.get("auto_compact_min_events"):
         return
     try:
         from evtrack.store.log.compaction import compact_run
