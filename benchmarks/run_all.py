@@ -28,7 +28,14 @@ from _common import (  # noqa: E402
     print_table,
 )
 
-BENCHMARKS = ("log_metric", "log_batch", "log_series", "metric_history", "search_runs")
+BENCHMARKS = (
+    "cold_start",
+    "log_metric",
+    "log_batch",
+    "log_series",
+    "metric_history",
+    "search_runs",
+)
 
 
 def _load() -> str:
