@@ -16,10 +16,10 @@ import time
 from pathlib import Path
 
 import pytest
-from evtrack.store.log import compaction
 from helpers import subprocess_env
 
 import evtrack
+from evtrack.store.log import compaction
 from evtrack.store.log.maintenance import doctor
 from evtrack.store.log.views import load_events
 

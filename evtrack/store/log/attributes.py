@@ -49,7 +49,7 @@ def read_scope(
     if any(s.ext != "jsonl" for _, s in segments):
         return None
     blobs = fetch(store, [p for p, _ in segments])
-    best: dict[tuple[str, str], tuple] = {}
+    best: dict[tuple[str, str], tuple[tuple, str | None]] = {}
     try:
         for data in blobs.values():
             if isinstance(data, BaseException):
@@ -63,14 +63,14 @@ def read_scope(
                 if kind not in kinds:
                     continue
                 order = (row["time"], row["seq"], row["writer"])
-                key = (kind, row["key"])
-                if key not in best or order > best[key][0]:
-                    best[key] = (order, row.get("text"))
+                slot = (kind, row["key"])
+                if slot not in best or order > best[slot][0]:
+                    best[slot] = (order, row.get("text"))
     except (ValueError, KeyError, TypeError):
         return None
     out: Folded = {kind: {} for kind in kinds}
-    for (kind, key), (_, text) in best.items():
-        out[kind][key] = text
+    for (kind, attr), (_, value) in best.items():
+        out[kind][attr] = value
     return out
 
 
@@ -84,12 +84,13 @@ def experiment_from_segments(store: Store, experiment_id: str) -> Experiment | N
     if folded is None:
         return None
     attrs = folded["experiment"]
-    if attrs.get("name") is None or attrs.get("artifact_location") is None:
+    name, location = attrs.get("name"), attrs.get("artifact_location")
+    if name is None or location is None:
         return None  # not (yet) readable here: let the views decide what to say
     return Experiment(
         experiment_id=experiment_id,
-        name=attrs["name"],
-        artifact_location=attrs["artifact_location"],
+        name=name,
+        artifact_location=location,
         lifecycle_stage=attrs.get("lifecycle_stage") or "active",
         tags={k: v for k, v in folded["experiment_tag"].items() if v is not None},
         creation_time=_int(attrs.get("creation_time")),
