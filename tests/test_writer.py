@@ -305,6 +305,30 @@ def test_the_compaction_connection_is_not_inherited(tmp_path):
     os.close(r)
 
 
+def _read_in_child(uri: str, run_id: str, key: str) -> None:
+    client = evtrack.MlflowClient(uri)
+    n = len(client.get_metric_history(run_id, key))
+    sys.exit(0 if n == 3 and client.get_run(run_id).data.metrics[key] == 2.0 else 1)
+
+
+def test_a_forked_child_reads_after_its_parent_did(tmp_path):
+    """The parent's DuckDB connection is inherited; destroying it in the child hung (and
+    before that crashed): the child must open its own and leave the parent's alone."""
+    uri = str(tmp_path / "s")
+    client = evtrack.MlflowClient(uri)
+    rid = client.create_run("0").info.run_id
+    for i in range(3):
+        client.log_metric(rid, "m", float(i), step=i)
+    assert client.get_run(rid).data.metrics == {"m": 2.0}  # the parent has read
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_read_in_child, args=(uri, rid, "m")) for _ in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+
+
 def _events(client):
     from evtrack.store.log.views import load_events
 

@@ -156,6 +156,7 @@ def load_events(
 _BASE: duckdb.DuckDBPyConnection | None = None
 _BASE_PID = 0
 _BASE_LOCK = threading.Lock()
+_INHERITED: list = []  # connections made by a parent process, see connect()
 
 
 def connect(events: pa.Table) -> duckdb.DuckDBPyConnection:
@@ -171,6 +172,10 @@ def connect(events: pa.Table) -> duckdb.DuckDBPyConnection:
     global _BASE, _BASE_PID
     with _BASE_LOCK:
         if _BASE is None or _BASE_PID != os.getpid():
+            if _BASE is not None:
+                # A forked child must never destroy its parent's connection: DuckDB then
+                # hangs or crashes (its threads are not in the child). Keep it unused.
+                _INHERITED.append(_BASE)
             base = duckdb.connect()
             base.register("ev", events.schema.empty_table())
             for name, sql in _VIEWS.items():
