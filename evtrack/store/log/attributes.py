@@ -9,8 +9,9 @@ events), they are a handful of small files: this module parses them with the sta
 library and folds them with the views' rule for attributes and tags — of two events
 for one key, the larger ``(time, seq, writer)`` wins — which a test checks against the
 views on the same events. Whenever a compacted file may hold the scope's events, or a
-segment is Parquet or cannot be read, it answers ``None`` and the caller reads through
-the views as before.
+segment is Parquet or cannot be read, or there are more than a few dozen segments (a
+long run; the views' path caches what it decodes), it answers ``None`` and the caller
+reads through the views as before.
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from evtrack.store.log.layout import Store
 
 __all__ = ["Folded", "experiment_from_segments", "read_scope", "run_stage_from_segments"]
+
+#: Above this many segments in the scope, read through the views instead.
+_MAX_SEGMENTS = 32
 
 #: kind -> key -> text (``None``: a deleted tag or a cleared attribute)
 Folded = dict[str, dict[str, "str | None"]]
@@ -46,8 +50,8 @@ def read_scope(
         for p, s in list_segments(store, experiment_id, scope)
         if not manifest.coverage.covers(s)
     ]
-    if any(s.ext != "jsonl" for _, s in segments):
-        return None
+    if len(segments) > _MAX_SEGMENTS or any(s.ext != "jsonl" for _, s in segments):
+        return None  # a long run: the views' path caches what it decodes, this one does not
     blobs = fetch(store, [p for p, _ in segments])
     best: dict[tuple[str, str], tuple[tuple, str | None]] = {}
     try:
