@@ -555,6 +555,8 @@ class Writer:
         if self._thread is None or not self._thread.is_alive():
             with _WRITERS_LOCK:
                 if self._closed:
+                    # Logged to after close(): no thread, but the exit flush still sees it.
+                    _ALL.setdefault(id(self), self)
                     return
                 if self._thread is None or not self._thread.is_alive():
                     self._thread = threading.Thread(
@@ -584,7 +586,11 @@ class Writer:
                 failures = 0
 
     def close(self) -> None:
-        """Flush, then stop the background thread; the writer takes no more events."""
+        """Flush, then stop the background thread.
+
+        If the flush fails the error is raised and the events stay with the writer: the
+        exit flush tries them once more (and a server's sink spools them).
+        """
         try:
             self.flush()
         finally:
@@ -594,7 +600,8 @@ class Writer:
             if thread is not None and thread is not threading.current_thread():
                 thread.join()
             self._thread = None
-            _ALL.pop(id(self), None)
+            if not self.has_pending():
+                _ALL.pop(id(self), None)
 
     def _reset_after_fork(self) -> None:
         # A forked child must not reuse the parent's identity or its buffered events.
