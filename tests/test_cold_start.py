@@ -130,3 +130,16 @@ def test_the_shortcut_steps_aside_for_compacted_events(tmp_path):
     client.set_tag(run_id, "after", "compaction")
     assert client.get_run(run_id).data.tags["after"] == "compaction"
     assert sys.modules.get("duckdb") is not None
+
+
+def test_a_parquet_flush_does_not_import_pandas(tmp_path):
+    code = """
+import json, sys, evtrack
+with evtrack.start_run():
+    evtrack.log_param("p", 1)
+    for i in range(2000):  # over jsonl_max_events: one Parquet segment
+        evtrack.log_metric("a" if i % 2 else "b", float(i), step=i)
+print("RESULT " + json.dumps(["pyarrow" in sys.modules, "pandas" in sys.modules]))
+"""
+    out = run_python(code, env=subprocess_env(tmp_path / "s")).stdout
+    assert json.loads(out.split("RESULT ", 1)[1]) == [True, False]

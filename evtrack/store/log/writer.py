@@ -49,7 +49,6 @@ import secrets
 import sys
 import threading
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -422,6 +421,7 @@ class Writer:
     def _arrow(self, scope, evs, chunk, arrays) -> pa.Table:
         import pyarrow as pa
 
+        from evtrack.store.log.columns import metric_columns
         from evtrack.store.log.events import event_schema
 
         schema = event_schema()
@@ -430,7 +430,7 @@ class Writer:
             times, kinds, keys, values, texts = zip(*evs)
             parts.append(self._table(schema, scope, kinds, keys, values, None, None, texts, times))
         if chunk:
-            keys, values, steps, stamps = _metric_columns(chunk)
+            keys, values, steps, stamps = metric_columns(chunk)
             parts.append(
                 self._table(schema, scope, "metric", keys, values, steps, stamps, None, stamps)
             )
@@ -454,6 +454,8 @@ class Writer:
         import numpy as np
         import pyarrow as pa
 
+        from evtrack.store.log.columns import from_python, numeric, strings
+
         n = len(keys)
         first = self._seq
         self._seq += n
@@ -466,20 +468,20 @@ class Writer:
                 return pa.nulls(n, typ)
             if isinstance(data, (pa.Array, pa.ChunkedArray)):
                 return data.cast(typ) if data.type != typ else data
-            return _from_python(data, typ)
+            return from_python(data, typ)
 
         def const(value):
             # A dictionary column holding one value n times: no per-row string.
             if value is None:
                 return pa.nulls(n, dictionary)
             return pa.DictionaryArray.from_arrays(
-                _numeric(np.zeros(n, dtype=np.int32), pa.int32()), _strings([value])
+                numeric(np.zeros(n, dtype=np.int32), pa.int32()), strings([value])
             )
 
         return pa.Table.from_arrays(
             [
                 const(self.id),
-                _numeric(np.arange(first, first + n, dtype=np.int64), pa.int64()),
+                numeric(np.arange(first, first + n, dtype=np.int64), pa.int64()),
                 col(times, pa.int64()),
                 const(kinds) if isinstance(kinds, str) else col(kinds, dictionary),
                 const(experiment_id),
@@ -633,103 +635,6 @@ def _size_limit(exc: BaseException) -> int | None:
         return None
     m = re.search(r"(?:at most|exceeds) (\d+) bytes", str(exc))
     return int(m.group(1)) if m else None
-
-
-def _metric_columns(chunk: list) -> tuple:
-    """Arrow columns from a flat ``[key, value, step, timestamp, ...]`` list.
-
-    ``np.fromiter`` over each stride and a dictionary built in Python from the few
-    distinct keys: ~3x faster than ``pa.array`` on the lists (1 M points: ~70 ms).
-    The values were checked when logged (float, int64 step and timestamp).
-    """
-    import numpy as np
-    import pyarrow as pa
-
-    n = len(chunk) // 4
-    names = chunk[0::4]
-    uniq = list(dict.fromkeys(names))
-    if len(uniq) == 1:
-        idx = np.zeros(n, dtype=np.int32)
-    else:
-        codes = {k: i for i, k in enumerate(uniq)}
-        idx = np.fromiter(map(codes.__getitem__, names), np.int32, n)
-    keys = pa.DictionaryArray.from_arrays(_numeric(idx, pa.int32()), _strings(uniq))
-    values = _numeric(np.fromiter(chunk[1::4], np.float64, n), pa.float64())
-    steps = _numeric(np.fromiter(chunk[2::4], np.int64, n), pa.int64())
-    stamps = _numeric(np.fromiter(chunk[3::4], np.int64, n), pa.int64())
-    return keys, values, steps, stamps
-
-
-# pa.array() on anything, a NumPy array included, imports pandas on first use (its
-# pandas shim checks the argument): up to a second, once per process, inside the first
-# Parquet flush. Building arrays from buffers needs no check.
-
-
-def _numeric(values: Any, typ: Any) -> Any:
-    """An Arrow array viewing a NumPy array of the matching type (no nulls)."""
-    import numpy as np
-    import pyarrow as pa
-
-    values = np.ascontiguousarray(values)
-    return pa.Array.from_buffers(typ, len(values), [None, pa.py_buffer(values)])
-
-
-def _validity(items: Sequence[Any]) -> tuple[Any, int]:
-    """Arrow's validity bitmap of ``items`` (None is null) and the null count."""
-    import numpy as np
-    import pyarrow as pa
-
-    valid = np.fromiter((item is not None for item in items), bool, len(items))
-    nulls = len(items) - int(valid.sum())
-    if not nulls:
-        return None, 0
-    return pa.py_buffer(np.packbits(valid, bitorder="little")), nulls
-
-
-def _strings(items: Sequence[str | None]) -> Any:
-    """An Arrow string array from Python strings (None is null)."""
-    import numpy as np
-    import pyarrow as pa
-
-    validity, nulls = _validity(items)
-    encoded = [b"" if item is None else item.encode() for item in items]
-    data = b"".join(encoded)
-    large = len(data) >= 2**31  # string offsets are int32
-    offsets = np.zeros(len(encoded) + 1, dtype=np.int64 if large else np.int32)
-    np.cumsum([len(e) for e in encoded], out=offsets[1:])
-    array = pa.Array.from_buffers(
-        pa.large_string() if large else pa.string(),
-        len(encoded),
-        [validity, pa.py_buffer(offsets), pa.py_buffer(data)],
-        null_count=nulls,
-    )
-    return array.cast(pa.string()) if large else array
-
-
-def _from_python(items: Sequence[Any], typ: Any) -> Any:
-    """An Arrow column of ``typ`` (int64, float64, string, or dictionary of strings)."""
-    import numpy as np
-    import pyarrow as pa
-
-    if pa.types.is_dictionary(typ):
-        uniq = list(dict.fromkeys(items))
-        codes = {k: i for i, k in enumerate(uniq)}
-        idx = np.fromiter(map(codes.__getitem__, items), np.int32, len(items))
-        if None in codes:  # a null entry in the dictionary reads back as a null row
-            validity, nulls = _validity(items)
-            indices = pa.Array.from_buffers(
-                pa.int32(), len(idx), [validity, pa.py_buffer(idx)], null_count=nulls
-            )
-            uniq[codes[None]] = ""
-        else:
-            indices = _numeric(idx, pa.int32())
-        return pa.DictionaryArray.from_arrays(indices, _strings(uniq))
-    if pa.types.is_string(typ):
-        return _strings(items)
-    validity, nulls = _validity(items)
-    dtype = np.float64 if pa.types.is_floating(typ) else np.int64
-    data = np.fromiter((0 if item is None else item for item in items), dtype, len(items))
-    return pa.Array.from_buffers(typ, len(data), [validity, pa.py_buffer(data)], null_count=nulls)
 
 
 # Every live writer of the process, for the exit flush. Strong references: a writer
