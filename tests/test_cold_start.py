@@ -141,5 +141,7 @@ with evtrack.start_run():
         evtrack.log_metric("a" if i % 2 else "b", float(i), step=i)
 print("RESULT " + json.dumps(["pyarrow" in sys.modules, "pandas" in sys.modules]))
 """
-    out = run_python(code, env=subprocess_env(tmp_path / "s")).stdout
+    # Compaction (DuckDB) may load pandas; the flush itself must not.
+    env = subprocess_env(tmp_path / "s", EVTRACK_AUTO_COMPACT="0")
+    out = run_python(code, env=env).stdout
     assert json.loads(out.split("RESULT ", 1)[1]) == [True, False]
