@@ -90,7 +90,7 @@ def _bulk_runs(uri: str, experiment_id: str, location: str, start: int, stop: in
     from evtrack.tracking.context import user_name
 
     client = evtrack.MlflowClient(uri)
-    store, writer = client.store, client.writer
+    store, writer = client.store.layout, client.writer
     location = location.rstrip("/")
     user = user_name()
     for i in range(start, stop):
@@ -216,7 +216,7 @@ def main(argv: list[str] | None = None) -> list[Row]:
         t0 = time.perf_counter()
         _bulk(uri, experiment_id, n_api, n_runs)
         bulk_s = time.perf_counter() - t0
-        n_files = len(os.listdir(client.store.events_dir(experiment_id)))
+        n_files = len(os.listdir(client.store.layout.events_dir(experiment_id)))
         log(
             f"evtrack bulk: {n_runs - n_api:,} runs in {bulk_s:.1f} s (2 processes);"
             f" {n_files:,} segment files"

@@ -22,10 +22,9 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
 os.environ["EVTRACK_AUTO_COMPACT"] = "false"
 
-from evtrack.store.log.layout.log import compaction
-
 import evtrack  # noqa: E402
 from evtrack.search import compile_search_runs  # noqa: E402
+from evtrack.store.log import compaction
 from evtrack.store.log.layout import Store, _TableCache  # noqa: E402
 from evtrack.store.log.maintenance import gc  # noqa: E402
 from evtrack.store.log.views import connect, load_events  # noqa: E402
@@ -78,7 +77,7 @@ def million_point_run(uri: str) -> None:
         steps = np.arange(chunk * 100_000, (chunk + 1) * 100_000)
         client.log_metric_series(run_id, "loss", np.sin(steps / 1000.0), steps=steps)
         client.flush()
-    store = client.store
+    store = client.store.layout
     secs, res = t(compaction.compact_run, store, exp, run_id)
     print(f"  compact a run of 1,000,000 points: {secs:.3f} s ({res.segments} segments)")
     store.cache = _TableCache()

@@ -14,8 +14,18 @@ server answers with, so the same object serves Python callers, the CLI and REST:
     │   └── ArtifactNotFound (FileNotFoundError)
     ├── InvalidState                              INVALID_STATE             400
     ├── PermissionDenied (PermissionError)        PERMISSION_DENIED         403
-    └── StoreError                                INTERNAL_ERROR            500
-        └── StoreVersionError                     INTERNAL_ERROR            500
+    ├── StoreError                                INTERNAL_ERROR            500
+    │   ├── StoreVersionError                     INTERNAL_ERROR            500
+    │   └── MissingDependency (ImportError)       INTERNAL_ERROR            500
+    └── TransientError                            TEMPORARILY_UNAVAILABLE   503
+        ├── StoreUnavailable (OSError)            TEMPORARILY_UNAVAILABLE   503
+        └── ConcurrentUpdate                      ABORTED                   409
+
+Every class says whether retrying the same call may succeed (``retryable``): only
+:class:`TransientError` and its subclasses do (the network, throttling, a store that
+kept changing under a read, a race lost to another writer). Everything else is
+permanent: the input, the state or the installation must change first, so a queue that
+retries must give up on it at once.
 
 ``MlflowException`` is an alias of :class:`EvtrackError`, so scripts written for
 MLflow (``except mlflow.exceptions.MlflowException``) keep working with
@@ -31,14 +41,18 @@ __all__ = [
     "ExperimentNotFound",
     "InvalidFilter",
     "InvalidParameterValue",
+    "ConcurrentUpdate",
     "InvalidState",
+    "MissingDependency",
     "MlflowException",
     "PermissionDenied",
     "ResourceAlreadyExists",
     "ResourceDoesNotExist",
     "RunNotFound",
     "StoreError",
+    "StoreUnavailable",
     "StoreVersionError",
+    "TransientError",
     "error_for_code",
 ]
 
@@ -48,6 +62,8 @@ class EvtrackError(Exception):
 
     error_code = "INTERNAL_ERROR"
     http_status = 500
+    #: Whether the same call may succeed if retried (see the module docstring).
+    retryable = False
 
     def __init__(self, message: str, error_code: str | None = None) -> None:
         super().__init__(message)
@@ -135,6 +151,29 @@ class StoreVersionError(StoreError):
     """The store was written by a newer, incompatible evtrack."""
 
 
+class MissingDependency(StoreError, ImportError):
+    """A package the URI or feature needs is not installed; the message names the extra."""
+
+
+class TransientError(EvtrackError):
+    """A failure that may go away: retry the same call later."""
+
+    error_code = "TEMPORARILY_UNAVAILABLE"
+    http_status = 503
+    retryable = True
+
+
+class StoreUnavailable(TransientError, OSError):
+    """The store or server did not answer, throttled, or kept changing under a read."""
+
+
+class ConcurrentUpdate(TransientError):
+    """Another writer won a race (e.g. published the same manifest version first)."""
+
+    error_code = "ABORTED"
+    http_status = 409
+
+
 _BY_CODE: dict[str, type[EvtrackError]] = {
     cls.error_code: cls
     for cls in (
@@ -145,6 +184,8 @@ _BY_CODE: dict[str, type[EvtrackError]] = {
         ResourceDoesNotExist,
         InvalidState,
         PermissionDenied,
+        TransientError,
+        ConcurrentUpdate,
     )
 }
 

@@ -105,7 +105,7 @@ SETTINGS: tuple[Setting, ...] = (
         "EVTRACK_USER",
         "User recorded in mlflow.user (default: the login name).",
     ),
-    # -- logging to an evtrack server over HTTP (evtrack/store/rest/client.py) --
+    # -- logging to an evtrack server over HTTP (evtrack/store/rest/store.py) --
     Setting(
         "tracking_token",
         None,

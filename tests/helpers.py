@@ -21,7 +21,7 @@ def events_snapshot(client: evtrack.MlflowClient) -> list[dict]:
     from evtrack.store.log.views import load_events
 
     client.flush()
-    rows = load_events(client.store).to_pylist()
+    rows = load_events(client.store.layout).to_pylist()
     return sorted(rows, key=lambda r: (r["writer"], r["seq"]))
 
 

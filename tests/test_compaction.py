@@ -11,11 +11,11 @@ import uuid
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from evtrack.store.log.layout.log import compaction, manifest, snapshot
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import evtrack
+from evtrack.store.log import compaction, manifest, snapshot
 from evtrack.store.log.events import event_schema
 from evtrack.store.log.layout import Store
 from evtrack.store.log.maintenance import doctor, gc
@@ -74,7 +74,7 @@ def run_store(store_uri: str, monkeypatch):
 
 def test_compact_run_keeps_every_event_once(run_store, monkeypatch):
     client, exp, run_id = run_store
-    store = client.store
+    store = client.store.layout
     before = load_events(store)
     result = compaction.compact_run(store, exp, run_id)
     assert result.segments > 0 and not result.gave_up
@@ -90,7 +90,7 @@ def test_compact_run_keeps_every_event_once(run_store, monkeypatch):
 
 def test_reduced_read_gives_the_same_answers(run_store):
     client, exp, run_id = run_store
-    store = client.store
+    store = client.store.layout
     full = load_events(store)
     compaction.compact_run(store, exp, run_id)
     reduced = load_events(store, history=False)
@@ -138,7 +138,7 @@ def test_experiment_compaction_merges_files(store_uri):
     evtrack.set_tracking_uri(store_uri)
     client = evtrack.MlflowClient(store_uri)
     exp = client.create_experiment("many")
-    store = client.store
+    store = client.store.layout
     for i in range(10):
         with evtrack.start_run(experiment_id=exp):
             evtrack.log_param("i", i)
@@ -160,7 +160,7 @@ def test_auto_compaction_can_be_turned_off(tmp_path, monkeypatch):
     evtrack.set_tracking_uri(tmp_path / "s")
     with evtrack.start_run() as run:
         evtrack.log_metric("m", 1.0)
-    store = evtrack.MlflowClient(str(tmp_path / "s")).store
+    store = evtrack.MlflowClient(str(tmp_path / "s")).store.layout
     assert read_manifest(store, run.info.experiment_id).version == 0
     monkeypatch.setenv("EVTRACK_AUTO_COMPACT", "true")
     with evtrack.start_run() as run2:
@@ -209,7 +209,7 @@ def _race(monkeypatch, first, second):
 
 def test_two_compactions_of_one_run_never_double_cover(tmp_path, monkeypatch):
     client, exp, (r1, _) = _two_runs(tmp_path)
-    store = client.store
+    store = client.store.layout
     before = load_events(store, [exp])
     a, b = _race(
         monkeypatch,
@@ -225,7 +225,7 @@ def test_two_compactions_of_one_run_never_double_cover(tmp_path, monkeypatch):
 
 def test_compactions_of_different_runs_both_land(tmp_path, monkeypatch):
     client, exp, (r1, r2) = _two_runs(tmp_path)
-    store = client.store
+    store = client.store.layout
     before = load_events(store, [exp])
     a, b = _race(
         monkeypatch,
@@ -240,7 +240,7 @@ def test_compactions_of_different_runs_both_land(tmp_path, monkeypatch):
 
 def test_experiment_compaction_racing_run_compaction(tmp_path, monkeypatch):
     client, exp, (r1, r2) = _two_runs(tmp_path)
-    store = client.store
+    store = client.store.layout
     before = load_events(store, [exp])
     _race(
         monkeypatch,
@@ -254,7 +254,7 @@ def test_experiment_compaction_racing_run_compaction(tmp_path, monkeypatch):
 
 def test_interrupted_compaction_leaves_only_unreferenced_files(tmp_path, monkeypatch):
     client, exp, (r1, _) = _two_runs(tmp_path)
-    store = client.store
+    store = client.store.layout
     before = load_events(store, [exp])
 
     def crash(*args, **kwargs):
@@ -276,7 +276,7 @@ def test_interrupted_compaction_leaves_only_unreferenced_files(tmp_path, monkeyp
 
 def test_reader_retries_when_gc_removes_files_under_it(tmp_path, monkeypatch):
     client, exp, (r1, r2) = _two_runs(tmp_path)
-    store = client.store
+    store = client.store.layout
     before = load_events(store, [exp])
     real = snapshot.take_snapshot
     calls = []
@@ -297,7 +297,7 @@ def test_reader_retries_when_gc_removes_files_under_it(tmp_path, monkeypatch):
 
 def test_damaged_segment_is_reported_and_skipped(tmp_path, caplog):
     client, exp, (r1, r2) = _two_runs(tmp_path)
-    store = client.store
+    store = client.store.layout
     before = load_events(store, [exp]).num_rows
     bad = f"{store.events_dir(exp)}/{SegmentName(r1, 'feedbeef', 7, 'jsonl').name}"
     store.put(bad, b'{"evtrack_segment": 1}\n{"writer": "feedbeef", "seq": 1, "ti')
@@ -318,7 +318,7 @@ def test_damaged_segment_is_reported_and_skipped(tmp_path, caplog):
 
 def test_damaged_compacted_file_falls_back_to_segments(tmp_path):
     client, exp, (r1, r2) = _two_runs(tmp_path)
-    store = client.store
+    store = client.store.layout
     before = load_events(store, [exp])
     compaction.compact_run(store, exp, r1)
     (full,) = read_manifest(store, exp).full

@@ -66,7 +66,7 @@ def test_evtrack_client_over_http(server, tmp_path):
         hist = c.get_metric_history(run.info.run_id, "loss")
         found = evtrack.search_runs(experiment_names=["over-http"], output_format="list")
         print("RESULT " + json.dumps({
-            "client": type(c).__name__, "run_id": run.info.run_id, "child": child.info.run_id,
+            "store": type(c.store).__name__, "run_id": run.info.run_id, "child": child.info.run_id,
             "params": r.data.params, "status": r.info.status, "n": len(hist),
             "last": hist[-1].value, "found": sorted(x.info.run_id for x in found),
             "artifacts": [f.path for f in c.list_artifacts(run.info.run_id)],
@@ -76,7 +76,7 @@ def test_evtrack_client_over_http(server, tmp_path):
         {"EVTRACK_TRACKING_URI": url, "EVTRACK_SPOOL_DIR": str(tmp_path / "spool")},
     )
     res = json.loads(out.split("RESULT ", 1)[1])
-    assert res["client"] == "RemoteClient"
+    assert res["store"] == "RestStore"
     assert res["params"] == {"lr": "0.1"} and res["status"] == "FINISHED"
     assert res["n"] == 20000 and res["last"] == 1.0 / 20000
     assert res["found"] == sorted([res["run_id"], res["child"]])
@@ -98,10 +98,9 @@ def test_spool_when_unreachable_then_sync(server, tmp_path):
     spool = tmp_path / "spool"
     run_py(
         f"""
-        from evtrack.store.rest.client import RemoteClient
-        from evtrack.store.rest.sink import get_sink
-        c = RemoteClient({dead!r})
-        c._state.run_experiment[{run_id!r}] = {exp!r}
+        from evtrack.store.rest.store import RestStore
+        c = RestStore({dead!r})
+        c._remember_run({run_id!r}, {exp!r}, {{}})
         for i in range(1000):
             c.log_metric({run_id!r}, "m", float(i), timestamp=1000 + i, step=i)
         try:

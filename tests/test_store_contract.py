@@ -270,8 +270,9 @@ class StoreContract:
         assert client.get_run(run_id).data.params == expected
 
         # A process that has not seen the run before reads the param from the store.
-        monkeypatch.setattr(evtrack.tracking.client, "_STATES", {})
-        fresh = MlflowClient(uri)
+        from evtrack.store.registry import get_store_class
+
+        fresh = MlflowClient(store=get_store_class(uri)(uri))  # knows nothing of the run
         with pytest.raises(InvalidParameterValue, match="Changing param values"):
             fresh.log_param(run_id, "alpha", 1)
         fresh.log_param(run_id, "alpha", "0.5")

@@ -448,7 +448,7 @@ def compact_command(
     obj: _Context, run_id: str | None, experiment_id: str | None, all_: bool
 ) -> None:
     """Merge segments into sorted Parquet files and publish a new manifest."""
-    from evtrack.store.log.layout.log import compaction
+    from evtrack.store.log import compaction
 
     store = _store(obj)
     if run_id:

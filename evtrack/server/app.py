@@ -73,7 +73,7 @@ def create_app(
         EVTRACK_READ_ONLY=read_only,
     )
     backend = Backend(backend_store_uri, default_artifact_root, serve_artifacts)
-    backend.client._ready()
+    backend.store.ensure_ready()
     app.extensions["evtrack"] = backend
 
     @app.before_request

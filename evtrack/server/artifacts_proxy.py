@@ -46,7 +46,7 @@ def _disabled() -> Response | None:
 
 def _repo() -> ArtifactRepository:
     b = backend()
-    return ArtifactRepository(b.proxied_root, b.client.store.storage_options)
+    return ArtifactRepository(b.proxied_root, b.store.layout.storage_options)
 
 
 def _run_of(rel: str) -> tuple[Any, str] | None:
@@ -55,7 +55,7 @@ def _run_of(rel: str) -> tuple[Any, str] | None:
     if m is None or not m["rel"]:
         return None
     b = backend()
-    if b.client.store.experiment_of_run(m["run"]) is None:
+    if b.store.layout.experiment_of_run(m["run"]) is None:
         return None
     run = b.client.get_run(m["run"])
     if run.info.artifact_uri.rstrip("/") != b.proxied_path(rel[: m.start("rel")].rstrip("/")):
@@ -94,9 +94,9 @@ def upload(artifact_path: str) -> Response:
         _repo().write_bytes(rel, data)
     else:
         run, inner = target
-        client = backend().client
-        repo = ArtifactRepository(run.info.artifact_uri, client.store.storage_options)
-        client._record_artifacts(run, [repo.write_bytes(inner, data)])
+        store = backend().store
+        repo = store.artifact_repository(run.info.artifact_uri)
+        store.record_artifacts(run.info.run_id, [repo.write_bytes(inner, data)])
     return ok()
 
 

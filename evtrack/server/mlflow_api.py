@@ -170,17 +170,21 @@ def _run_body(run, with_inputs: bool = False) -> dict[str, Any]:
 
 
 def _inputs(experiment_id: str, run_id: str) -> list[dict[str, Any]]:
-    client = backend().client
-    con = client._read([experiment_id], run_id)
     out = []
-    for (text,) in con.execute("select dataset from inputs where run_id = ?", [run_id]).fetchall():
-        body = json.loads(text)
-        ds = {k: v for k, v in (body.get("dataset") or {}).items() if v is not None}
-        item: dict[str, Any] = {"dataset": ds}
-        tags = body.get("tags") or {}
-        if tags:
-            item["tags"] = [{"key": k, "value": v} for k, v in tags.items()]
-        out.append(item)
+    for item in backend().store.get_run_inputs(run_id):
+        ds = item.dataset
+        fields = {
+            "name": ds.name,
+            "digest": ds.digest,
+            "source_type": ds.source_type,
+            "source": ds.source,
+            "schema": ds.schema,
+            "profile": ds.profile,
+        }
+        body: dict[str, Any] = {"dataset": {k: v for k, v in fields.items() if v is not None}}
+        if item.tags:
+            body["tags"] = [{"key": t.key, "value": t.value} for t in item.tags]
+        out.append(body)
     return out
 
 
@@ -204,7 +208,7 @@ def create_run() -> Response:
         run_name=m.get("run_name") or None,
         user_id=user,
     )
-    backend().client.writer.flush()
+    backend().store.flush()
     return ok({"run": _run_body(run)})
 
 
@@ -219,30 +223,9 @@ def update_run() -> Response:
         },
         ("run_id",),
     )
-    client = backend().client
-    run_id = m["run_id"]
-    run = client._run_must_be_active(run_id)
-    experiment_id = run.info.experiment_id
-    info = run.info
-    events: list[tuple[str, str, str]] = []
-    if "status" in m:
-        events.append(("run", "status", m["status"]))
-        info.status = m["status"]
-    if "end_time" in m:
-        end_time = validation.check_timestamp(m["end_time"])
-        events.append(("run", "end_time", str(end_time)))
-        info.end_time = end_time
-    if m.get("run_name"):
-        name = validation.check_run_name(m["run_name"])
-        assert name is not None
-        events += [("run", "run_name", name), ("tag", "mlflow.runName", name)]
-        info.run_name = name
-    from evtrack.store.log.writer import now_ms
-
-    t = now_ms()
-    for kind, key, value in events:
-        client.writer.add(experiment_id, run_id, kind, key, value, time_ms=t)
-    client.writer.flush()
+    info = backend().store.update_run_info(
+        m["run_id"], m.get("status"), m.get("end_time"), m.get("run_name") or None
+    )
     return ok({"run_info": run_info_json(info, backend().public_uri(info.artifact_uri))})
 
 
@@ -385,16 +368,13 @@ def _run_id_of(body: dict[str, Any]) -> str:
 
 def _log(run_id: str, points: list[Any], params=(), tags=()) -> None:
     """Buffer a batch in this worker's writer and return once it is durable."""
-    client = backend().client
-    if params or tags:
-        client.log_batch(run_id, params=params, tags=tags, synchronous=False)
-        if points:
-            experiment_id = client._experiment_of(run_id)
-            client.raw_writer.metric_buffer(experiment_id, run_id).extend(points)
-    else:
-        experiment_id = client.check_run_active(run_id)
-        client.raw_writer.metric_buffer(experiment_id, run_id).extend(points)
-    client.group.commit()
+    metrics = [
+        Metric(points[i], points[i + 1], points[i + 3], points[i + 2])
+        for i in range(0, len(points), 4)
+    ]
+    store = backend().store
+    store.log_batch(run_id, metrics, params, tags, synchronous=False)
+    store.flush()
 
 
 @route("/mlflow/runs/log-batch", "POST")
@@ -471,9 +451,7 @@ def log_inputs() -> Response:
                 [InputTag(t["key"], t.get("value", "")) for t in item.get("tags", [])],
             )
         )
-    client = backend().client
-    client._run_must_be_active(m["run_id"])
-    client.log_inputs(m["run_id"], datasets)
+    backend().store.log_inputs(m["run_id"], datasets)
     return ok()
 
 
@@ -602,9 +580,7 @@ def list_artifacts() -> Response:
         path = validation.check_artifact_path(path)
     b = backend()
     run = b.client.get_run(m["run_id"])
-    from evtrack.artifacts.repository import ArtifactRepository
-
-    repo = ArtifactRepository(run.info.artifact_uri, b.client.store.storage_options)
+    repo = b.store.artifact_repository(run.info.artifact_uri)
     files = [file_info_json(f) for f in repo.list(path or None)]
     body: dict[str, Any] = {"root_uri": b.public_uri(run.info.artifact_uri)}
     if files:

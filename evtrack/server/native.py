@@ -1,7 +1,7 @@
 """evtrack's own API under ``/api/evtrack/`` (described by ``/api/evtrack/openapi.json``).
 
 ``PUT  /api/evtrack/segments/<experiment_id>/<name>``
-    A segment built by a remote client's writer (see :mod:`evtrack.store.rest.client`), stored
+    A segment built by a remote client's writer (see :mod:`evtrack.store.rest.store`), stored
     as-is under the same name with a create-only put: a retry of a segment that already
     landed answers 200 ``{"created": false}`` and stores nothing twice. The body is
     decoded and checked before anything is written: every event must belong to the
@@ -27,7 +27,7 @@ from typing import Any
 
 from flask import Flask, Response, request
 
-from evtrack.errors import InvalidParameterValue, ResourceAlreadyExists, RunNotFound
+from evtrack.errors import InvalidParameterValue, RunNotFound
 from evtrack.server.incoming import backend, body_bytes, config, json_body
 from evtrack.server.mlflow_api import ok
 from evtrack.server.protocol import dumps
@@ -122,26 +122,16 @@ def put_segment(experiment_id: str, name: str) -> Response:
     data = body_bytes(limit)
     if request.headers.get("Content-Encoding", "").lower() == "gzip":
         data = _gunzip(data, limit)
-    b = backend()
-    client = b.client
-    if client.store.experiment_of_run(seg.scope) != experiment_id:
+    store = backend().store
+    if store.layout.experiment_of_run(seg.scope) != experiment_id:
         raise RunNotFound(f"Run with id={seg.scope} not found in experiment {experiment_id}")
     try:
         table = decode(data, seg.ext, where=name)
     except Exception as exc:  # noqa: BLE001 - a damaged body is the client's error
         raise InvalidParameterValue(f"Cannot decode segment {name}: {exc}") from None
     _check_segment(table, experiment_id, seg)
-    path = f"{client.store.events_dir(experiment_id)}/{name}"
-    try:
-        client.store.put(path, data, create_only=True)
-        created = True
-    except FileExistsError:
-        if client.store.read_bytes(path) != data:
-            raise ResourceAlreadyExists(
-                f"A different segment named {name} is already stored."
-            ) from None
-        created = False  # a retry of a segment that already landed
-    client.forget_run(seg.scope)
+    created = store.accept_segment(experiment_id, name, data)
+    store.forget_run(seg.scope)
     return ok({"segment": name, "events": table.num_rows, "created": created})
 
 
@@ -164,13 +154,10 @@ def ingest() -> Response:
     tags = body.get("tags", {})
     if not isinstance(series, list) or not isinstance(params, dict) or not isinstance(tags, dict):
         raise InvalidParameterValue("metrics must be a list; params and tags JSON objects.")
-    import pyarrow as pa
-
     from evtrack.entities import Param, RunTag
-    from evtrack.store.log.writer import now_ms
 
-    client = backend().client
-    experiment_id = client.check_run_active(run_id)
+    store = backend().store
+    store.check_run_active(run_id)
     tables = []
     n = 0
     for i, s in enumerate(series):
@@ -187,28 +174,16 @@ def ingest() -> Response:
         vals, steps, stamps = validation.check_metric_arrays(
             _values(s["values"], f"metrics[{i}].values"), s.get("steps"), s.get("timestamps")
         )
-        m = len(vals)
-        n += m
-        tables.append(
-            pa.table(
-                {
-                    "key": pa.repeat(pa.scalar(key, pa.string()), m),
-                    "value": vals,
-                    "step": steps if steps is not None else pa.array(range(m), pa.int64()),
-                    "timestamp": stamps
-                    if stamps is not None
-                    else pa.repeat(pa.scalar(now_ms(), pa.int64()), m),
-                }
-            )
-        )
+        n += len(vals)
+        tables.append((key, vals, steps, stamps))
     p = [Param(str(k), v if isinstance(v, str) else str(v)) for k, v in params.items()]
     t = [RunTag(str(k), v if isinstance(v, str) else str(v)) for k, v in tags.items()]
     if p or t:
         validation.check_batch_limits(0, len(p), len(t))
-        client.log_batch(run_id, params=p, tags=t, synchronous=False)
-    for table in tables:
-        client.raw_writer.add_arrays(experiment_id, run_id, table)
-    client.group.commit()
+        store.log_batch(run_id, params=p, tags=t, synchronous=False)
+    for key, vals, steps, stamps in tables:
+        store.log_metric_series(run_id, key, vals, steps, stamps)
+    store.flush()
     return ok({"metrics": n, "params": len(p), "tags": len(t)})
 
 
@@ -223,23 +198,8 @@ def _values(values: Any, name: str) -> Any:
 
 
 def _private_connection() -> Any:
-    """A DuckDB database of its own over the store's events, with the documented views.
-
-    Not :func:`evtrack.store.log.views.connect`'s shared per-process database: a user's SQL may
-    create or drop objects, and locking the configuration is per database.
-    """
-    import duckdb
-
-    from evtrack.store.log.views import _VIEWS, load_events
-
-    client = backend().client
-    client._ready()
-    client.writer.flush()
-    con = duckdb.connect()
-    con.register("ev", load_events(client.store))
-    for name, text in _VIEWS.items():
-        con.execute(f"create view {name} as {text}")
-    return con
+    """A DuckDB database of its own over the store's events (see LogStore.sql)."""
+    return backend().store.private_connection()
 
 
 def _locked_connection(con: Any) -> Any:

@@ -273,14 +273,10 @@ def end_run(status: str = "FINISHED") -> None:
 
 
 def _compact_quietly(run: ActiveRun) -> None:
-    if getattr(run._client.store, "is_remote", False):
-        return  # logging to an evtrack server: compaction is the server side's job
     try:
-        from evtrack.store.log.compaction import compact_run
+        run._client.store.compact_run(run.info.experiment_id, run.info.run_id)
     except ImportError:
-        return
-    try:
-        compact_run(run._client.store, run.info.experiment_id, run.info.run_id)
+        return  # compaction needs duckdb and pyarrow; the events are safe without it
     except Exception as exc:  # noqa: BLE001 - compaction is an optimisation; events are safe
         _log.warning("evtrack: could not compact run %s: %s", run.info.run_id, exc)
 

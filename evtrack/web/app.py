@@ -41,12 +41,8 @@ def register(
     from evtrack.web.series import SeriesCache
     from evtrack.web.snapshots import Snapshots
 
-    if client is not None:
-        store = client.store
-        uri = client.tracking_uri
-    else:
-        uri = resolve_uri(tracking_uri)
-        store = get_store(uri)
+    uri = client.tracking_uri if client is not None else resolve_uri(tracking_uri)
+    store = get_store(uri)  # the web view reads the event log's files directly
     web = WebState(
         store=store,
         snapshots=Snapshots(store, min_interval=min_interval),

@@ -34,7 +34,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from evtrack.store.log.layout import Store
 
-__all__ = ["VIEW_NAMES", "VIEWS_VERSION", "connect", "load_events"]
+__all__ = ["VIEW_NAMES", "VIEWS_VERSION", "connect", "load_events", "private_connection"]
 
 #: Version of the view schemas below; bumped on any incompatible change.
 VIEWS_VERSION = 1
@@ -179,6 +179,22 @@ def connect(events: pa.Table) -> duckdb.DuckDBPyConnection:
             _BASE, _BASE_PID = base, os.getpid()
         con = _BASE.cursor()
     con.register("ev", events)
+    return con
+
+
+def private_connection(events: pa.Table) -> duckdb.DuckDBPyConnection:
+    """A DuckDB database of its own with ``events`` as ``ev`` and every view defined.
+
+    For user SQL: it may create, replace or drop anything (``drop view runs``) without
+    touching the shared catalog of :func:`connect` that every other read goes through.
+    Costs the 30-50 ms of defining the views, which :func:`connect` saves.
+    """
+    import duckdb
+
+    con = duckdb.connect()
+    con.register("ev", events)
+    for name, sql in _VIEWS.items():
+        con.execute(f"create view {name} as {sql}")
     return con
 
 

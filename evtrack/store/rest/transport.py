@@ -12,7 +12,7 @@ import urllib.parse
 from typing import TYPE_CHECKING, Any
 
 from evtrack import settings
-from evtrack.errors import EvtrackError, StoreError, error_for_code
+from evtrack.errors import EvtrackError, StoreUnavailable, error_for_code
 
 if TYPE_CHECKING:  # pragma: no cover
     pass
@@ -27,7 +27,7 @@ def is_http_uri(uri: str | None) -> bool:
     return bool(uri) and str(uri).startswith(("http://", "https://"))
 
 
-class ServerUnreachable(StoreError):
+class ServerUnreachable(StoreUnavailable):
     """The server did not answer (or answered 5xx) after every retry."""
 
 

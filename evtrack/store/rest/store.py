@@ -1,48 +1,41 @@
-"""Logging to an ``evtrack server`` over HTTP: ``set_tracking_uri("http://host:5000")``.
+"""``RestStore``: the :class:`~evtrack.store.base.TrackingStore` of an ``evtrack server``.
 
-Two parts:
+``set_tracking_uri("http://host:5000")`` picks it (see :mod:`evtrack.store.registry`).
 
-* :class:`HttpSink` stands in for the :class:`~evtrack.store.log.layout.Store` under the process's
-  :class:`~evtrack.store.log.writer.Writer`. The writer builds its segments exactly as for a local
-  store (one per run per flush, Parquet+zstd for metric series, JSONL for small ones);
-  the sink PUTs each to ``/api/evtrack/segments/<experiment_id>/<segment name>``. The
-  name is ``<run>.<writer id>-<sequence>``, and the server writes it create-only, so a
-  retry after a timeout or a 5xx can never store an event twice. JSONL segments are
-  gzipped; Parquet ones are already compressed. Failed PUTs are retried with
-  exponential backoff (``http_retries``, ``http_timeout``); if the server is still
-  unreachable when the process exits, the segments go to a local spool folder
-  (``spool_dir``) and ``evtrack sync`` sends them later. Nothing is dropped silently.
-* :class:`RemoteClient` is :class:`~evtrack.tracking.client.MlflowClient` with reads and
-  metadata calls (create/get/search experiments and runs, metric history, SQL) sent to
-  the server's REST API, and log calls going through the writer and the sink, so the
-  hot path (``log_metric`` in a loop) costs the same as logging to a local folder.
+* Reads and metadata calls (create/get/search experiments and runs, metric history,
+  SQL) go to the server's REST API; the server validates them.
+* Run writes (metrics, params, tags, run state, artifacts) go through the process's
+  :class:`~evtrack.store.log.writer.Writer` exactly as for a local store, validated here
+  by :class:`~evtrack.store.log.run_writes.RunWrites`; the writer's segments go to an
+  :class:`~evtrack.store.rest.sink.HttpSink`, which PUTs each create-only (a retry never
+  stores an event twice), retries transient failures and spools what it cannot send at
+  exit for ``evtrack sync``. So the hot path (``log_metric`` in a loop) costs the same
+  as logging to a local folder.
 """
 
 from __future__ import annotations
 
-import logging
-import os
-import posixpath
-import urllib.parse
 from typing import TYPE_CHECKING, Any
 
-from evtrack.entities import Experiment, FileInfo, Metric, Run, RunData, RunInfo, ViewType
-from evtrack.errors import EvtrackError
-from evtrack.store.log.writer import get_writer
+from evtrack.entities import (
+    DatasetInput,
+    Experiment,
+    Metric,
+    Run,
+    RunData,
+    RunInfo,
+    ViewType,
+)
+from evtrack.errors import InvalidParameterValue, ResourceDoesNotExist
+from evtrack.store.base import PagedList, dataset_input, history_metrics
+from evtrack.store.log.run_writes import RunWrites
+from evtrack.store.log.writer import get_writer, now_ms
 from evtrack.store.rest.sink import get_sink
-from evtrack.store.rest.transport import _Http, _http_error
-from evtrack.tracking.client import MlflowClient, PagedList, _state
 
 if TYPE_CHECKING:  # pragma: no cover
     import pyarrow as pa
 
-__all__ = ["RemoteClient"]
-
-_log = logging.getLogger(__name__)
-_RETRY_STATUS = {429, 500, 502, 503, 504}
-
-
-# -- the client ------------------------------------------------------------------------
+__all__ = ["RestStore"]
 
 
 def _run_from_json(body: dict[str, Any]) -> Run:
@@ -92,38 +85,40 @@ _VIEW_NAMES = {1: "ACTIVE_ONLY", 2: "DELETED_ONLY", 3: "ALL"}
 API = "/api/2.0/mlflow"
 
 
-class RemoteClient(MlflowClient):
-    """:class:`MlflowClient` for an ``http(s)://`` tracking URI (an evtrack server)."""
+class RestStore(RunWrites):
+    """The store behind an ``evtrack server``, for an ``http(s)://`` tracking URI."""
 
-    def __init__(self, tracking_uri: str | None = None, registry_uri: str | None = None) -> None:
-        from evtrack.tracking.fluent import get_tracking_uri
+    def __init__(self, uri: str) -> None:
+        super().__init__()
+        self.uri = uri.rstrip("/")
+        self.sink = get_sink(self.uri)
+        self.http = self.sink.http
+        self.writer = get_writer(self.sink)  # type: ignore[arg-type]
 
-        self._tracking_uri = (tracking_uri or get_tracking_uri()).rstrip("/")
-        self.store = get_sink(self._tracking_uri)  # type: ignore[assignment]
-        self.http = self.store.http
-        self.writer = get_writer(self.store)  # type: ignore[arg-type]
-        self._state = _state(self.store)  # type: ignore[arg-type]
-
-    # -- plumbing ------------------------------------------------------------------
-
-    def _ready(self) -> None:
-        return None
+    def __repr__(self) -> str:
+        return f"RestStore({self.uri!r})"
 
     def _call(self, method: str, path: str, payload: dict[str, Any] | None = None) -> Any:
         return self.http.call(method, API + path, payload)
 
-    def _experiment_of(self, run_id: str) -> str:
-        experiment_id = self._state.run_experiment.get(run_id)
+    def experiment_of(self, run_id: str) -> str:
+        experiment_id = self._run_experiment.get(run_id)
         if experiment_id is None:
             experiment_id = self.get_run(run_id).info.experiment_id
         return experiment_id
 
-    def _read(self, experiment_ids=None, run_id=None):  # pragma: no cover - guard
-        raise NotImplementedError("a remote client reads through the server's REST API")
+    def _logged_params(self, run_id: str) -> dict[str, str]:
+        self.writer.flush()  # our own params first
+        return dict(self.get_run(run_id).data.params)
 
     # -- experiments -----------------------------------------------------------------
 
-    def create_experiment(self, name, artifact_location=None, tags=None) -> str:
+    def create_experiment(
+        self,
+        name: str,
+        artifact_location: str | None = None,
+        tags: dict[str, Any] | None = None,
+    ) -> str:
         payload: dict[str, Any] = {"name": name}
         if artifact_location:
             payload["artifact_location"] = artifact_location
@@ -136,8 +131,6 @@ class RemoteClient(MlflowClient):
         return _experiment_from_json(body["experiment"])
 
     def get_experiment_by_name(self, name: str) -> Experiment | None:
-        from evtrack.errors import ResourceDoesNotExist
-
         try:
             body = self._call("GET", "/experiments/get-by-name", {"experiment_name": name})
         except ResourceDoesNotExist:
@@ -153,7 +146,7 @@ class RemoteClient(MlflowClient):
         page_token: str | None = None,
     ) -> PagedList:
         payload: dict[str, Any] = {
-            "view_type": _VIEW_NAMES[view_type],
+            "view_type": _view_name(view_type),
             "max_results": 1000 if max_results is None else max_results,
         }
         if filter_string:
@@ -194,13 +187,23 @@ class RemoteClient(MlflowClient):
     # -- runs --------------------------------------------------------------------------
 
     def create_run(
-        self, experiment_id, start_time=None, tags=None, run_name=None, *, run_id=None, user_id=None
+        self,
+        experiment_id: str,
+        start_time: int | None = None,
+        tags: dict[str, Any] | None = None,
+        run_name: str | None = None,
+        *,
+        run_id: str | None = None,
+        user_id: str | None = None,
     ) -> Run:
-        from evtrack.store.log.writer import now_ms
         from evtrack.tracking.context import user_name
 
         if run_id is not None:
-            raise EvtrackError("A remote client cannot choose the run id of a new run.")
+            # MLflow's REST API has no field for it: the server always makes the id.
+            raise InvalidParameterValue(
+                "An evtrack server chooses the id of a new run: create the run without "
+                "run_id, or log to the store directly to import runs with their ids."
+            )
         tags = {k: str(v) for k, v in (tags or {}).items()}
         payload: dict[str, Any] = {
             "experiment_id": str(experiment_id),
@@ -211,24 +214,25 @@ class RemoteClient(MlflowClient):
         if run_name:
             payload["run_name"] = run_name
         run = _run_from_json(self._call("POST", "/runs/create", payload)["run"])
-        self._state.run_experiment[run.info.run_id] = run.info.experiment_id
-        self._state.params[run.info.run_id] = {}
+        self._remember_run(run.info.run_id, run.info.experiment_id, {})
         return run
 
     def get_run(self, run_id: str) -> Run:
         run = _run_from_json(self._call("GET", "/runs/get", {"run_id": run_id})["run"])
-        self._state.run_experiment[run_id] = run.info.experiment_id
+        self._run_experiment[run_id] = run.info.experiment_id
         return run
 
-    def _check_params(self, run_id: str, params: dict[str, str]) -> dict[str, str]:
-        if self._state.params.get(run_id) is None:
-            self.writer.flush()
-            self._state.params[run_id] = dict(self.get_run(run_id).data.params)
-        return super()._check_params(run_id, params)
+    def get_run_inputs(self, run_id: str) -> list[DatasetInput]:
+        body = self._call("GET", "/runs/get", {"run_id": run_id})["run"]
+        out = []
+        for item in (body.get("inputs") or {}).get("dataset_inputs", []):
+            tags = [(t["key"], t.get("value", "")) for t in item.get("tags", [])]
+            out.append(dataset_input(item.get("dataset") or {}, tags))
+        return out
 
     def search_runs(
         self,
-        experiment_ids,
+        experiment_ids: list[str],
         filter_string: str = "",
         run_view_type: int = ViewType.ACTIVE_ONLY,
         max_results: int = 1000,
@@ -236,12 +240,10 @@ class RemoteClient(MlflowClient):
         page_token: str | None = None,
     ) -> PagedList:
         self.writer.flush()  # a process reads its own writes
-        if isinstance(experiment_ids, (str, int)):
-            experiment_ids = [experiment_ids]
         payload: dict[str, Any] = {
             "experiment_ids": [str(e) for e in experiment_ids],
             "filter": filter_string or "",
-            "run_view_type": _VIEW_NAMES[run_view_type],
+            "run_view_type": _view_name(run_view_type),
             "max_results": max_results,
         }
         if order_by:
@@ -282,23 +284,31 @@ class RemoteClient(MlflowClient):
         )
         return table.sort_by([("step", "ascending"), ("timestamp", "ascending")])
 
+    def get_metric_history(self, run_id: str, key: str) -> list[Metric]:
+        return history_metrics(self.get_metric_history_arrow(run_id, key), key, run_id)
+
     # -- artifacts -------------------------------------------------------------------
 
-    def _artifacts(self, run_id: str):
-        run = self.get_run(run_id)
-        uri = run.info.artifact_uri
-        if uri.startswith("mlflow-artifacts:"):
-            return run, ProxiedArtifacts(self.http, uri)
+    def artifact_repository(self, artifact_uri: str) -> Any:
+        """The server's ``mlflow-artifacts`` proxy, or the storage URL itself."""
+        if artifact_uri.startswith("mlflow-artifacts:"):
+            from evtrack.store.rest.artifacts import ProxiedArtifacts
+
+            return ProxiedArtifacts(self.http, artifact_uri)
         from evtrack.artifacts.repository import ArtifactRepository
 
-        return run, ArtifactRepository(uri)
+        return ArtifactRepository(artifact_uri)
 
-    def _record_artifacts(self, run: Run, written) -> None:
+    def record_artifacts(self, run_id: str, written=(), deleted=()) -> None:
+        run = self.get_run(run_id)
         if run.info.artifact_uri.startswith("mlflow-artifacts:"):
             return  # the server's proxy recorded them
-        super()._record_artifacts(run, written)
+        super().record_artifacts(run_id, written, deleted)
 
     # -- evtrack extras --------------------------------------------------------------
+
+    def compact_run(self, experiment_id: str, run_id: str) -> None:
+        """Nothing to do here: compaction is the server side's job (``evtrack compact``)."""
 
     def sql(self, query: str, params: list | dict | None = None):
         """Run read-only SQL on the server; returns a DuckDB relation over the result."""
@@ -313,100 +323,17 @@ class RemoteClient(MlflowClient):
         data = {c: [row[i] for row in body["rows"]] for i, c in enumerate(columns)}
         return duckdb.from_arrow(pa.table(data) if columns else pa.table({}))
 
+    def close(self) -> None:
+        """Send what this process logged; forget cached run facts."""
+        self.writer.flush()
+        self._params.clear()
+        self._run_experiment.clear()
 
-class ProxiedArtifacts:
-    """A run's artifacts through the server's ``mlflow-artifacts`` proxy."""
 
-    def __init__(self, http: _Http, artifact_uri: str) -> None:
-        self.http = http
-        self.rel_root = artifact_uri[len("mlflow-artifacts:") :].strip("/")
-
-    def _path(self, rel: str) -> str:
-        from evtrack.tracking.validation import check_artifact_path
-
-        rel = check_artifact_path(rel)
-        full = f"{self.rel_root}/{rel}" if rel else self.rel_root
-        return "/api/2.0/mlflow-artifacts/artifacts/" + urllib.parse.quote(full)
-
-    def write_bytes(self, rel: str, data: bytes):
-        from evtrack.artifacts.repository import WrittenArtifact
-
-        status, body = self.http.request(
-            "PUT", self._path(rel), data, {"Content-Type": "application/octet-stream"}
-        )
-        if status != 200:
-            raise _http_error(status, body)
-        import hashlib
-
-        return WrittenArtifact(rel, len(data), hashlib.sha256(data).hexdigest())
-
-    def upload_file(self, local_path: str, artifact_path: str | None):
-        name = os.path.basename(local_path)
-        with open(local_path, "rb") as f:
-            return self.write_bytes(posixpath.join(artifact_path or "", name), f.read())
-
-    def upload_dir(self, local_dir: str, artifact_path: str | None) -> list:
-        written = []
-        for folder, dirs, files in os.walk(local_dir):
-            dirs.sort()
-            rel_dir = os.path.relpath(folder, local_dir).replace(os.sep, "/")
-            for name in sorted(files):
-                rel = posixpath.normpath(posixpath.join(artifact_path or "", rel_dir, name))
-                with open(os.path.join(folder, name), "rb") as f:
-                    written.append(self.write_bytes(rel, f.read()))
-        return written
-
-    def list(self, path: str | None = None) -> list[FileInfo]:
-        from evtrack.tracking.validation import check_artifact_path
-
-        rel = check_artifact_path(path)
-        full = f"{self.rel_root}/{rel}" if rel else self.rel_root
-        body = self.http.call("GET", "/api/2.0/mlflow-artifacts/artifacts", {"path": full})
-        return sorted(
-            (
-                FileInfo(
-                    path=posixpath.join(rel, f["path"]) if rel else f["path"],
-                    is_dir=f["is_dir"],
-                    file_size=f.get("file_size"),
-                )
-                for f in body.get("files", [])
-            ),
-            key=lambda i: i.path,
-        )
-
-    def read_bytes(self, path: str) -> bytes:
-        status, body = self.http.request("GET", self._path(path))
-        if status != 200:
-            raise _http_error(status, body)
-        return body
-
-    def download(self, path: str | None, dst_path: str | None = None) -> str:
-        import tempfile
-
-        from evtrack.tracking.validation import check_artifact_path
-
-        rel = check_artifact_path(path)
-        root = os.path.abspath(dst_path) if dst_path else tempfile.mkdtemp(prefix="evtrack-")
-        local = os.path.join(root, *rel.split("/")) if rel else root
-        entries = self.list(rel)
-        if not entries and rel:  # a file
-            os.makedirs(os.path.dirname(local) or ".", exist_ok=True)
-            with open(local, "wb") as f:
-                f.write(self.read_bytes(rel))
-            return local
-        os.makedirs(local, exist_ok=True)
-        for entry in entries:
-            self.download(entry.path, root) if entry.is_dir else self._fetch(entry.path, root)
-        return local
-
-    def _fetch(self, rel: str, root: str) -> None:
-        target = os.path.join(root, *rel.split("/"))
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        with open(target, "wb") as f:
-            f.write(self.read_bytes(rel))
-
-    def delete(self, path: str | None) -> list[str]:
-        status, body = self.http.request("DELETE", self._path(path or ""))
-        if status != 200:
-            raise _http_error(status, body)
-        return []  # the server recorded the deletion events
+def _view_name(view_type: int) -> str:
+    try:
+        return _VIEW_NAMES[view_type]
+    except KeyError:
+        raise InvalidParameterValue(
+            f"Invalid view type {view_type!r}: use ViewType.ACTIVE_ONLY, DELETED_ONLY or ALL."
+        ) from None
