@@ -13,13 +13,13 @@ The views (a public, versioned contract, see ``docs/sql.md``)::
     metrics         experiment_id, run_id, key, value, step, timestamp  (full history)
     latest_metrics  experiment_id, run_id, key, value, step, timestamp
                     (per key: max step, then max timestamp, then max value with NaN
-                    counted as 0, then the first logged - MLflow's rule)
+                    counted as 0, then the first logged - MLflow's rule, see fold.py)
     artifacts       experiment_id, run_id, path, size, sha256, time   (current files)
     inputs          experiment_id, run_id, name, digest, context, dataset (JSON)
 
-Of two events for the same thing, the one with the larger ``(time, seq, writer)`` wins,
-except params, where the first wins (a different value is refused at write time;
-if two processes race, every reader still agrees on one value).
+Which event decides each fact is :mod:`evtrack.store.log.fold`'s rule: of two events for
+the same thing the later by ``(time, seq, writer)`` wins, except params, where the first
+wins.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ from __future__ import annotations
 import os
 import threading
 from typing import TYPE_CHECKING, Any
+
+from evtrack.store.log.fold import EVENT_ORDER, METRIC_RANK
 
 if TYPE_CHECKING:  # pragma: no cover
     import duckdb
@@ -39,7 +41,7 @@ __all__ = ["VIEW_NAMES", "VIEWS_VERSION", "connect", "load_events", "private_con
 #: Version of the view schemas below; bumped on any incompatible change.
 VIEWS_VERSION = 1
 
-_ORDER = "(time, seq, writer)"
+_ORDER = EVENT_ORDER
 
 _VIEWS = {
     "events": "select * from ev",
@@ -100,13 +102,13 @@ _VIEWS = {
         select experiment_id, run_id, key, value, step, timestamp
         from ev where kind = 'metric'
     """,
-    "latest_metrics": """
+    "latest_metrics": f"""
         select experiment_id, run_id, key, m.value as value, m.step as step,
                m.timestamp as timestamp
         from (
             select experiment_id, run_id, key,
-                   arg_max({'value': value, 'step': step, 'timestamp': timestamp},
-                           (step, timestamp, if(isnan(value), 0, value), -time, -seq)) as m
+                   arg_max({{'value': value, 'step': step, 'timestamp': timestamp}},
+                           {METRIC_RANK}) as m
             from ev where kind = 'metric' group by all
         )
     """,
