@@ -1,7 +1,9 @@
 """The ``evtrack`` command: a thin wrapper over the library.
 
-Each command calls one public function and turns :class:`EvtrackError` into a
-message on stderr and exit code 1. The root group resolves ``--tracking-uri`` /
+Each command calls one public function. Errors are mapped once, in the root group
+(:class:`_Main`): an :class:`EvtrackError` from any command becomes click's
+``ClickException``, printed as ``Error (<error_code>): <message>`` on stderr with exit
+code 1 and no traceback. The root group resolves ``--tracking-uri`` /
 ``EVTRACK_TRACKING_URI`` once and passes a client down.
 """
 
@@ -10,8 +12,7 @@ from __future__ import annotations
 import csv
 import json
 import sys
-from collections.abc import Callable, Sequence
-from functools import wraps
+from collections.abc import Sequence
 from typing import Any
 
 import click
@@ -39,16 +40,27 @@ class _Context:
 pass_ctx = click.make_pass_decorator(_Context)
 
 
-def _errors(fn: Callable) -> Callable:
-    @wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except EvtrackError as exc:
-            click.echo(f"Error ({exc.error_code}): {exc.message}", err=True)
-            sys.exit(1)
+class EvtrackCliError(click.ClickException):
+    """An :class:`EvtrackError` as click shows errors: a line on stderr, exit code 1."""
 
-    return wrapper
+    exit_code = 1
+
+    def __init__(self, error: EvtrackError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"Error ({self.error.error_code}): {self.error.message}", err=True)
+
+
+class _Main(click.Group):
+    """The root group: every command's :class:`EvtrackError` is mapped here, once."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except EvtrackError as exc:
+            raise EvtrackCliError(exc) from exc
 
 
 def _table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -89,7 +101,7 @@ def _view_type(view: str) -> int:
     return ViewType.from_string(view)
 
 
-@click.group()
+@click.group(cls=_Main)
 @click.option(
     "--tracking-uri",
     envvar="EVTRACK_TRACKING_URI",
@@ -115,7 +127,6 @@ def experiments() -> None:
 @click.option("--experiment-name", "-n", required=True, help="Name of the new experiment.")
 @click.option("--artifact-location", "-l", default=None, help="Artifact root (any fsspec URL).")
 @pass_ctx
-@_errors
 def experiments_create(obj: _Context, experiment_name: str, artifact_location: str | None) -> None:
     """Create an experiment and print its id."""
     experiment_id = obj.client.create_experiment(experiment_name, artifact_location)
@@ -127,7 +138,6 @@ def experiments_create(obj: _Context, experiment_name: str, artifact_location: s
 @click.option("--filter", "filter_string", default=None, help="e.g. \"name LIKE 'wine%'\".")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table")
 @pass_ctx
-@_errors
 def experiments_search(obj: _Context, view: str, filter_string: str | None, fmt: str) -> None:
     """List experiments."""
     from evtrack.tracking.fluent import search_experiments  # noqa: F401 - same paging as the library
@@ -151,7 +161,6 @@ def experiments_search(obj: _Context, view: str, filter_string: str | None, fmt:
 @click.option("--experiment-id", "-x", required=True)
 @click.option("--new-name", required=True)
 @pass_ctx
-@_errors
 def experiments_rename(obj: _Context, experiment_id: str, new_name: str) -> None:
     """Rename an experiment."""
     obj.client.rename_experiment(experiment_id, new_name)
@@ -161,7 +170,6 @@ def experiments_rename(obj: _Context, experiment_id: str, new_name: str) -> None
 @experiments.command("delete")
 @click.option("--experiment-id", "-x", required=True)
 @pass_ctx
-@_errors
 def experiments_delete(obj: _Context, experiment_id: str) -> None:
     """Mark an experiment deleted (an event; `restore` undoes it)."""
     obj.client.delete_experiment(experiment_id)
@@ -171,7 +179,6 @@ def experiments_delete(obj: _Context, experiment_id: str) -> None:
 @experiments.command("restore")
 @click.option("--experiment-id", "-x", required=True)
 @pass_ctx
-@_errors
 def experiments_restore(obj: _Context, experiment_id: str) -> None:
     """Restore a deleted experiment."""
     obj.client.restore_experiment(experiment_id)
@@ -196,7 +203,6 @@ def runs() -> None:
 @click.option("--max-results", type=int, default=1000, show_default=True)
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table")
 @pass_ctx
-@_errors
 def runs_list(
     obj: _Context,
     experiment_id: str,
@@ -223,7 +229,6 @@ def runs_list(
 @runs.command("describe")
 @click.option("--run-id", required=True)
 @pass_ctx
-@_errors
 def runs_describe(obj: _Context, run_id: str) -> None:
     """Print a run as JSON."""
     click.echo(json.dumps(obj.client.get_run(run_id).to_dictionary(), indent=2, default=str))
@@ -232,7 +237,6 @@ def runs_describe(obj: _Context, run_id: str) -> None:
 @runs.command("delete")
 @click.option("--run-id", required=True)
 @pass_ctx
-@_errors
 def runs_delete(obj: _Context, run_id: str) -> None:
     """Mark a run deleted (an event; `restore` undoes it)."""
     obj.client.delete_run(run_id)
@@ -242,7 +246,6 @@ def runs_delete(obj: _Context, run_id: str) -> None:
 @runs.command("restore")
 @click.option("--run-id", required=True)
 @pass_ctx
-@_errors
 def runs_restore(obj: _Context, run_id: str) -> None:
     """Restore a deleted run."""
     obj.client.restore_run(run_id)
@@ -261,7 +264,6 @@ def artifacts() -> None:
 @click.option("--run-id", "-r", required=True)
 @click.option("--artifact-path", "-a", default=None)
 @pass_ctx
-@_errors
 def artifacts_list(obj: _Context, run_id: str, artifact_path: str | None) -> None:
     """List a run's artifacts (one folder level) as JSON."""
     infos = obj.client.list_artifacts(run_id, artifact_path)
@@ -278,7 +280,6 @@ def artifacts_list(obj: _Context, run_id: str, artifact_path: str | None) -> Non
 @click.option("--artifact-path", "-a", default="")
 @click.option("--dst-path", "-d", default=None)
 @pass_ctx
-@_errors
 def artifacts_download(
     obj: _Context, run_id: str, artifact_path: str, dst_path: str | None
 ) -> None:
@@ -291,7 +292,6 @@ def artifacts_download(
 @click.option("--run-id", "-r", required=True)
 @click.option("--artifact-path", "-a", default=None)
 @pass_ctx
-@_errors
 def artifacts_log_artifact(
     obj: _Context, local_file: str, run_id: str, artifact_path: str | None
 ) -> None:
@@ -308,7 +308,6 @@ def artifacts_log_artifact(
 @click.option("--port", default=5000, show_default=True, type=int, help="Port (0: any free).")
 @click.option("--threads", default=8, show_default=True, type=int, help="Worker threads.")
 @pass_ctx
-@_errors
 def ui_command(obj: _Context, host: str, port: int, threads: int) -> None:
     """Serve the read-only web view of the store (see docs/web.md)."""
     from evtrack.web import serve
@@ -323,20 +322,21 @@ def ui_command(obj: _Context, host: str, port: int, threads: int) -> None:
 @click.argument("query")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table")
 @pass_ctx
-@_errors
 def sql_command(obj: _Context, query: str, fmt: str) -> None:
     """Run DuckDB SQL over the views: experiments, runs, params, tags, metrics,
     latest_metrics, artifacts, inputs, events."""
     import duckdb
 
-    try:
-        rel = obj.client.sql(query)
-    except duckdb.Error as exc:
-        click.echo(f"Error (INVALID_PARAMETER_VALUE): SQL failed: {exc}", err=True)
-        sys.exit(1)
+    from evtrack.errors import InvalidParameterValue
+
+    rel = obj.client.sql(query)
     if rel is None:
         return
-    _emit(rel.columns, rel.fetchall(), fmt)
+    try:
+        rows = rel.fetchall()
+    except duckdb.Error as exc:  # raised while running, after the query was accepted
+        raise InvalidParameterValue(f"SQL failed: {exc}") from None
+    _emit(rel.columns, rows, fmt)
 
 
 # -- server (evtrack/server) ------------------------------------------------------------
@@ -380,7 +380,6 @@ def sql_command(obj: _Context, query: str, fmt: str) -> None:
 @click.option("--auth-reads", is_flag=True, help="Require credentials for reads too.")
 @click.option("--read-only", is_flag=True, help="Refuse every write (403).")
 @pass_ctx
-@_errors
 def server_command(
     obj: _Context,
     backend_store_uri: str | None,
@@ -443,7 +442,6 @@ def _duration(text: str) -> float:
 @click.option("--experiment", "experiment_id", default=None, help="Compact one experiment.")
 @click.option("--all", "all_", is_flag=True, help="Compact every experiment (the default).")
 @pass_ctx
-@_errors
 def compact_command(
     obj: _Context, run_id: str | None, experiment_id: str | None, all_: bool
 ) -> None:
@@ -481,7 +479,6 @@ def compact_command(
 @click.option("--grace", default=None, help="Grace period for replaced files (default: setting).")
 @click.option("--keep-deleted-runs", is_flag=True, help="Do not purge deleted runs.")
 @pass_ctx
-@_errors
 def gc_command(
     obj: _Context, older_than: str | None, grace: str | None, keep_deleted_runs: bool
 ) -> None:
@@ -509,7 +506,6 @@ def gc_command(
 @click.option("--repair", is_flag=True, help="Rebuild derived files from the segments.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
 @pass_ctx
-@_errors
 def doctor_command(obj: _Context, repair: bool, fmt: str) -> None:
     """Check every file of the store; exit 1 if a problem is left."""
     from dataclasses import asdict
@@ -539,7 +535,6 @@ def doctor_command(obj: _Context, repair: bool, fmt: str) -> None:
 @main.command("sync")
 @click.argument("server_url", required=False)
 @pass_ctx
-@_errors
 def sync_command(obj: _Context, server_url: str | None) -> None:
     """Send events spooled while an evtrack server was unreachable (idempotent)."""
     from evtrack.store.rest.sink import sync_spool

@@ -586,8 +586,14 @@ class LogStore(RunWrites):
         The query runs in a database of its own (see :meth:`private_connection`), kept
         alive by the relation it returns.
         """
+        import duckdb
+
         con = self.private_connection()
-        return con.sql(query, params=params) if params else con.sql(query)
+        try:
+            return con.sql(query, params=params) if params else con.sql(query)
+        except duckdb.Error as exc:
+            con.close()
+            raise InvalidParameterValue(f"SQL failed: {exc}") from None
 
     def close(self) -> None:
         """Flush what this process logged and drop its per-store caches."""
