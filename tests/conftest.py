@@ -8,7 +8,9 @@ Adding a backend: put a factory in :data:`STORE_BACKENDS`. A factory gets the py
 ``request`` and returns a fresh, empty tracking URI; it may use other fixtures through
 ``request.getfixturevalue(...)`` (e.g. a session-scoped loopback S3 server from
 ``tests/s3_server.py``) and may ``pytest.skip()`` when its backend cannot run here. Every
-test using ``store_uri``, the store contract among them, then runs on it too.
+test using ``store_uri``, the store contract among them, then runs on it too. Backends
+whose files tests inspect directly (compaction, maintenance) are in :data:`LOG_BACKENDS`
+and reached through ``log_store_uri``; ``rest`` (a real server) is only in the former.
 """
 
 from __future__ import annotations
@@ -32,11 +34,28 @@ def _local_uri(request: pytest.FixtureRequest) -> str:
     return str(request.getfixturevalue("tmp_path") / "store")
 
 
-#: name -> factory(request) -> a fresh tracking URI. The hook for more backends (S3...).
-STORE_BACKENDS: dict[str, Callable[[pytest.FixtureRequest], str]] = {
+def _rest_uri(request: pytest.FixtureRequest) -> str:
+    """A real ``evtrack server`` on loopback over a fresh local store (the REST store)."""
+    from evtrack.server.testing import ServerProcess
+
+    tmp = request.getfixturevalue("tmp_path")
+    server = ServerProcess(str(tmp / "server-store"), log_path=str(tmp / "server.log"))
+    url = server.start()
+    request.addfinalizer(server.stop)
+    return url
+
+
+#: Event-log backends: a folder or bucket whose files tests may also inspect directly.
+LOG_BACKENDS: dict[str, Callable[[pytest.FixtureRequest], str]] = {
     "memory": _memory_uri,
     "local": _local_uri,
     "s3": new_s3_uri,
+}
+
+#: name -> factory(request) -> a fresh tracking URI: every TrackingStore implementation.
+STORE_BACKENDS: dict[str, Callable[[pytest.FixtureRequest], str]] = {
+    **LOG_BACKENDS,
+    "rest": _rest_uri,
 }
 
 
@@ -54,8 +73,16 @@ def _drop_memory_store(uri: str) -> None:
 
 @pytest.fixture(params=list(STORE_BACKENDS))
 def store_uri(request: pytest.FixtureRequest) -> Iterator[str]:
-    """A fresh, empty store on each backend of :data:`STORE_BACKENDS`."""
+    """A fresh, empty store on each backend of :data:`STORE_BACKENDS` (REST included)."""
     uri = STORE_BACKENDS[request.param](request)
+    yield uri
+    _drop_memory_store(uri)
+
+
+@pytest.fixture(params=list(LOG_BACKENDS))
+def log_store_uri(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh, empty event-log store (its files can be inspected) on each backend."""
+    uri = LOG_BACKENDS[request.param](request)
     yield uri
     _drop_memory_store(uri)
 

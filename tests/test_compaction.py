@@ -55,11 +55,11 @@ def identities(table: pa.Table) -> list[tuple[str, int]]:
 
 
 @pytest.fixture
-def run_store(store_uri: str, monkeypatch):
+def run_store(log_store_uri: str, monkeypatch):
     """A store with one finished, uncompacted run of 3 keys x 2,000 points, params, tags."""
     monkeypatch.setenv("EVTRACK_AUTO_COMPACT", "false")
-    evtrack.set_tracking_uri(store_uri)
-    client = evtrack.MlflowClient(store_uri)
+    evtrack.set_tracking_uri(log_store_uri)
+    client = evtrack.MlflowClient(log_store_uri)
     with evtrack.start_run() as run:
         evtrack.log_params({"alpha": 0.5, "layers": 3})
         evtrack.set_tag("team", "a")
@@ -134,9 +134,9 @@ def test_full_file_is_sorted_with_row_groups(tmp_path):
     assert hist["step"].to_pylist() == list(range(n))
 
 
-def test_experiment_compaction_merges_files(store_uri):
-    evtrack.set_tracking_uri(store_uri)
-    client = evtrack.MlflowClient(store_uri)
+def test_experiment_compaction_merges_files(log_store_uri):
+    evtrack.set_tracking_uri(log_store_uri)
+    client = evtrack.MlflowClient(log_store_uri)
     exp = client.create_experiment("many")
     store = client.store.layout
     for i in range(10):

@@ -18,10 +18,10 @@ from evtrack.store.log.views import load_events
 
 
 @pytest.fixture
-def store_with_runs(store_uri, monkeypatch):
+def store_with_runs(log_store_uri, monkeypatch):
     monkeypatch.setenv("EVTRACK_AUTO_COMPACT", "false")
-    evtrack.set_tracking_uri(store_uri)
-    client = evtrack.MlflowClient(store_uri)
+    evtrack.set_tracking_uri(log_store_uri)
+    client = evtrack.MlflowClient(log_store_uri)
     exp = client.create_experiment("gc")
     ids = []
     for i in range(3):

@@ -26,7 +26,12 @@ from evtrack.entities import (
     RunInfo,
     ViewType,
 )
-from evtrack.errors import InvalidParameterValue, ResourceDoesNotExist
+from evtrack.errors import (
+    ExperimentNotFound,
+    InvalidParameterValue,
+    ResourceDoesNotExist,
+    RunNotFound,
+)
 from evtrack.store.base import PagedList, dataset_input, history_metrics
 from evtrack.store.log.run_writes import RunWrites
 from evtrack.store.log.writer import get_writer, now_ms
@@ -127,7 +132,10 @@ class RestStore(RunWrites):
         return self._call("POST", "/experiments/create", payload)["experiment_id"]
 
     def get_experiment(self, experiment_id: str) -> Experiment:
-        body = self._call("GET", "/experiments/get", {"experiment_id": str(experiment_id)})
+        try:
+            body = self._call("GET", "/experiments/get", {"experiment_id": str(experiment_id)})
+        except ResourceDoesNotExist as exc:  # the same class a local store raises
+            raise ExperimentNotFound(exc.message) from None
         return _experiment_from_json(body["experiment"])
 
     def get_experiment_by_name(self, name: str) -> Experiment | None:
@@ -218,7 +226,12 @@ class RestStore(RunWrites):
         return run
 
     def get_run(self, run_id: str) -> Run:
-        run = _run_from_json(self._call("GET", "/runs/get", {"run_id": run_id})["run"])
+        self.writer.flush()  # a process reads its own writes
+        try:
+            body = self._call("GET", "/runs/get", {"run_id": run_id})
+        except ResourceDoesNotExist as exc:  # the same class a local store raises
+            raise RunNotFound(exc.message) from None
+        run = _run_from_json(body["run"])
         self._run_experiment[run_id] = run.info.experiment_id
         return run
 
