@@ -24,6 +24,7 @@ from s3_server import new_s3_uri, s3_server  # noqa: F401 - the S3 backend and i
 
 import evtrack
 from evtrack.tracking import fluent
+from evtrack.tracking import uri as uri_state
 
 
 def _memory_uri(request: pytest.FixtureRequest) -> str:
@@ -117,7 +118,7 @@ def evtrack_isolation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterat
         monkeypatch.delenv(setting.env, raising=False)
     default_store = tmp_path / "evruns"
     monkeypatch.setenv("EVTRACK_TRACKING_URI", str(default_store))
-    monkeypatch.setattr(fluent, "_tracking_uri", None)
+    monkeypatch.setattr(uri_state, "_tracking_uri", None)
     monkeypatch.setattr(fluent, "_active_experiment_id", None)
     monkeypatch.setattr(fluent, "_run_stack", [])
     monkeypatch.setattr(fluent, "_last_active_run_id", None)

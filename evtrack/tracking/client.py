@@ -52,7 +52,7 @@ class MlflowClient:
     ) -> None:
         if store is None:
             from evtrack.store.registry import get_tracking_store
-            from evtrack.tracking.fluent import get_tracking_uri
+            from evtrack.tracking.uri import get_tracking_uri
 
             store = get_tracking_store(tracking_uri or get_tracking_uri())
         self.store: TrackingStore = store

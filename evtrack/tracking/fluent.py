@@ -17,7 +17,9 @@ from typing import TYPE_CHECKING, Any
 from evtrack import settings
 from evtrack.entities import Experiment, Metric, Param, Run, RunStatus, RunTag, ViewType
 from evtrack.errors import InvalidParameterValue
+from evtrack.tracking import uri as uri_state
 from evtrack.tracking.client import DEFAULT_EXPERIMENT_ID, MlflowClient, PagedList
+from evtrack.tracking.uri import get_tracking_uri, is_tracking_uri_set  # noqa: F401 - fluent API
 from evtrack.tracking.validation import (
     check_metric_key,
     check_metric_value,
@@ -30,7 +32,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 _log = logging.getLogger(__name__)
 
-_tracking_uri: str | None = None
 _active_experiment_id: str | None = None
 _run_stack: list[ActiveRun] = []
 _last_active_run_id: str | None = None
@@ -44,20 +45,9 @@ _time = time.time
 
 def set_tracking_uri(uri: str | Any) -> None:
     """Point evtrack at a store (a folder, ``file://``, ``memory://``, ``s3://``...)."""
-    global _tracking_uri, _client
-    _tracking_uri = str(uri) if uri is not None else None
+    global _client
+    uri_state.set_tracking_uri(uri)
     _client = None
-
-
-def get_tracking_uri() -> str:
-    """The tracking URI in use: set in code, else ``EVTRACK_TRACKING_URI``, else ./evruns."""
-    from evtrack.store.log.layout import resolve_uri
-
-    return _tracking_uri or resolve_uri(settings.get("tracking_uri"))
-
-
-def is_tracking_uri_set() -> bool:
-    return _tracking_uri is not None or settings.get("tracking_uri") != "./evruns"
 
 
 def _get_client() -> MlflowClient:
