@@ -86,7 +86,7 @@ def _bulk_runs(uri: str, experiment_id: str, location: str, start: int, stop: in
     """Runs start..stop-1 as the events ``create_run`` + ``log_batch`` + ``set_terminated``
     write, through evtrack's own writer, one flush (segment) per run."""
     import evtrack
-    from evtrack.store.log.writer import now_ms
+    from evtrack.clock import now_ms
     from evtrack.tracking.context import user_name
 
     client = evtrack.MlflowClient(uri)

@@ -265,14 +265,11 @@ def sql() -> Response:
 def _jsonable(v: Any) -> Any:
     import datetime
     import decimal
-    import math
 
     if isinstance(v, float):
-        if math.isnan(v):
-            return "NaN"
-        if math.isinf(v):
-            return "Infinity" if v > 0 else "-Infinity"
-        return v
+        from evtrack.jsonfloat import float_to_json
+
+        return float_to_json(v)
     if v is None or isinstance(v, (str, int, bool)):
         return v
     if isinstance(v, decimal.Decimal):

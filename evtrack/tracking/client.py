@@ -134,7 +134,7 @@ class MlflowClient:
 
     def update_run(self, run_id: str, status: str | None = None, name: str | None = None) -> None:
         """MLflow's ``update_run``: a terminal status also sets the end time to now."""
-        from evtrack.store.log.writer import now_ms
+        from evtrack.clock import now_ms
 
         end_time = now_ms() if status is not None and _is_terminal(status) else None
         self.store.update_run_info(run_id, status, end_time, name or None)

@@ -28,11 +28,11 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from evtrack import settings
+from evtrack.clock import now_ms
 from evtrack.errors import StoreError
 from evtrack.store.log.manifest import (
     Conflict,
@@ -66,10 +66,6 @@ _log = logging.getLogger(__name__)
 
 #: Newest manifest versions that gc always keeps.
 KEEP_MANIFESTS = 10
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def _mtime_ms(store: Store, path: str) -> int | None:
@@ -119,7 +115,7 @@ def gc(
 ) -> GcReport:
     """Delete replaced segments, unreferenced files and long-deleted runs (see module doc)."""
     grace = settings.get("gc_grace_seconds") if grace_seconds is None else grace_seconds
-    now = _now_ms()
+    now = now_ms()
     cutoff = now - int(grace * 1000)
     report = GcReport()
     if delete_runs:

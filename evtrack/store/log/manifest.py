@@ -35,6 +35,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from evtrack.clock import now_ms
 from evtrack.errors import ConcurrentUpdate, StoreError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -356,7 +357,7 @@ def commit(
         new = Manifest(
             base.experiment_id,
             top + 1,
-            int(time.time() * 1000),
+            now_ms(),
             files,
             coverage,
             operation,

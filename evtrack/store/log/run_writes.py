@@ -19,6 +19,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from evtrack.clock import now_ms
 from evtrack.entities import (
     DatasetInput,
     LifecycleStage,
@@ -30,7 +31,7 @@ from evtrack.entities import (
     RunTag,
 )
 from evtrack.errors import InvalidParameterValue
-from evtrack.store.log.writer import Writer, now_ms
+from evtrack.store.log.writer import Writer
 from evtrack.tracking import validation
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from evtrack.clock import now_ms
 from evtrack.entities import (
     DatasetInput,
     Experiment,
@@ -46,7 +47,7 @@ from evtrack.store.base import (
 )
 from evtrack.store.log.layout import Store, get_store
 from evtrack.store.log.run_writes import RunWrites
-from evtrack.store.log.writer import get_writer, now_ms
+from evtrack.store.log.writer import get_writer
 from evtrack.tracking import validation
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -21,11 +21,11 @@ import os
 import secrets
 import sys
 import threading
-import time
 import weakref
 from typing import TYPE_CHECKING, Any
 
 from evtrack import settings
+from evtrack.clock import now_ms
 
 if TYPE_CHECKING:  # pragma: no cover
     import pyarrow as pa
@@ -48,10 +48,6 @@ def get_writer(store: Store) -> Writer:
         if writer is None:
             writer = _WRITERS[id(store)] = Writer(store)
         return writer
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 class Writer:

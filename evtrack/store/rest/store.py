@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from evtrack.clock import now_ms
 from evtrack.entities import (
     DatasetInput,
     Experiment,
@@ -32,9 +33,10 @@ from evtrack.errors import (
     ResourceDoesNotExist,
     RunNotFound,
 )
+from evtrack.jsonfloat import float_from_json
 from evtrack.store.base import PagedList, dataset_input, history_metrics
 from evtrack.store.log.run_writes import RunWrites
-from evtrack.store.log.writer import get_writer, now_ms
+from evtrack.store.log.writer import get_writer
 from evtrack.store.rest.sink import get_sink
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -47,7 +49,9 @@ def _run_from_json(body: dict[str, Any]) -> Run:
     info = body["info"]
     data = body.get("data") or {}
     metric_objs = [
-        Metric(m["key"], _float(m["value"]), int(m.get("timestamp", 0)), int(m.get("step", 0)))
+        Metric(
+            m["key"], float_from_json(m["value"]), int(m.get("timestamp", 0)), int(m.get("step", 0))
+        )
         for m in data.get("metrics", [])
     ]
     run_data = RunData(
@@ -70,10 +74,6 @@ def _run_from_json(body: dict[str, Any]) -> Run:
     return Run(run_info, run_data)
 
 
-def _float(value: Any) -> float:
-    return float(value)  # "NaN", "Infinity", "-Infinity" parse as Python floats
-
-
 def _experiment_from_json(body: dict[str, Any]) -> Experiment:
     return Experiment(
         experiment_id=body["experiment_id"],
@@ -86,7 +86,6 @@ def _experiment_from_json(body: dict[str, Any]) -> Experiment:
     )
 
 
-_VIEW_NAMES = {1: "ACTIVE_ONLY", 2: "DELETED_ONLY", 3: "ALL"}
 API = "/api/2.0/mlflow"
 
 
@@ -284,7 +283,7 @@ class RestStore(RunWrites):
             for m in body.get("metrics", []):
                 steps.append(int(m.get("step", 0)))
                 stamps.append(int(m.get("timestamp", 0)))
-                values.append(_float(m["value"]))
+                values.append(float_from_json(m["value"]))
             token = body.get("next_page_token")
             if not token:
                 break
@@ -345,7 +344,7 @@ class RestStore(RunWrites):
 
 def _view_name(view_type: int) -> str:
     try:
-        return _VIEW_NAMES[view_type]
+        return ViewType.to_string(view_type)
     except KeyError:
         raise InvalidParameterValue(
             f"Invalid view type {view_type!r}: use ViewType.ACTIVE_ONLY, DELETED_ONLY or ALL."
