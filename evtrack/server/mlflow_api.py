@@ -288,9 +288,12 @@ def search_runs() -> Response:
 
 
 def _points(metrics: list[dict[str, Any]], prefix: str) -> list[Any]:
-    """Validate metric dicts into a flat [key, value, step, timestamp, ...] list."""
+    """Parse metric dicts (protobuf JSON types) into a flat [key, value, step, ts, ...] list.
+
+    Only the wire format is checked here; MLflow's rules (key names, ranges) are the
+    store's, applied once by ``log_batch`` whoever calls it.
+    """
     flat: list[Any] = []
-    check_key = validation.check_metric_key
     for i, m in enumerate(metrics):
         key = m.get("key")
         if not key:
@@ -308,7 +311,7 @@ def _points(metrics: list[dict[str, Any]], prefix: str) -> list[Any]:
         step = m.get("step", 0)
         flat.extend(
             (
-                check_key(key),
+                key,
                 value if type(value) is float else to_double(value, f"{prefix}[{i}].value"),
                 step if type(step) is int and 0 <= step <= INT64_MAX else _step(step, i, prefix),
                 ts if type(ts) is int and 0 <= ts <= INT64_MAX else _stamp(ts, i, prefix),
@@ -318,11 +321,11 @@ def _points(metrics: list[dict[str, Any]], prefix: str) -> list[Any]:
 
 
 def _step(step: Any, i: int, prefix: str) -> int:
-    return validation.check_step(to_int64(step, f"{prefix}[{i}].step"))
+    return to_int64(step, f"{prefix}[{i}].step")
 
 
 def _stamp(ts: Any, i: int, prefix: str) -> int:
-    return validation.check_timestamp(to_int64(ts, f"{prefix}[{i}].timestamp"))
+    return to_int64(ts, f"{prefix}[{i}].timestamp")
 
 
 def _check_list(body: dict[str, Any], name: str) -> list[Any]:
