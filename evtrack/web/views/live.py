@@ -1,17 +1,135 @@
-"""JSON endpoints the pages' scripts call: chart data and cheap version checks.
+"""Live pages: change streams (Server-Sent Events), and the JSON the pages then fetch.
+
+An open run page or runs table subscribes to ``/-/runs/<id>/changes`` or
+``/-/experiments/<id>/changes``, a ``text/event-stream`` that says ``change`` whenever a
+segment of that run (experiment) appears, and nothing otherwise but a comment line
+every ``heartbeat`` seconds. The page then asks ``/-/…/version`` for the new state, so
+an idle page makes no request at all. Every stream of one app shares one
+:class:`~evtrack.store.log.watch.StoreWatcher` (one observer of the store, however
+many tabs are open); a change also marks the experiment's snapshot stale so the next
+request lists the store at once instead of trusting a listing up to ``min_interval``
+old.
+
+A stream holds a worker thread for as long as the page is open: waitress (``evtrack
+ui``) and gunicorn's ``gthread`` workers serve each request on a thread of a fixed pool,
+so at most ``max_streams`` streams are open at once and ``evtrack ui`` adds that many
+threads to its pool; past the cap a page gets 503 and falls back to checking
+``/-/…/version`` every ``poll_seconds``. A stream ends when the page closes: the next
+heartbeat fails to write, and the server closes the generator, which unsubscribes.
+Hidden tabs close their stream and open a new one when shown again.
 
 ``/-/…/version`` answers from the segment listing alone (throttled, see
-:mod:`evtrack.web.snapshots`), so pages can poll it every few seconds; they fetch
-anything heavier only when the version changed.
+:mod:`evtrack.web.snapshots`).
 """
 
 from __future__ import annotations
 
-from flask import request
+import json
+import threading
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from flask import Response, request
 
 from evtrack.errors import InvalidParameterValue
 from evtrack.web.views.base import arg_float, arg_int, blueprint, state, to_json
 from evtrack.web.views.run import run_info, run_version
+
+if TYPE_CHECKING:  # pragma: no cover
+    from evtrack.store.log.watch import StoreWatcher
+    from evtrack.web.snapshots import Snapshots
+
+
+class LiveStreams:
+    """The change streams of one web app: one watcher, at most ``max_streams`` open."""
+
+    def __init__(
+        self,
+        watcher: StoreWatcher,
+        snapshots: Snapshots,
+        *,
+        max_streams: int = 16,
+        heartbeat: float = 15.0,
+        retry_ms: int = 2000,
+    ) -> None:
+        self.watcher = watcher
+        self.snapshots = snapshots
+        self.max_streams = max_streams
+        self.heartbeat = heartbeat
+        self.retry_ms = retry_ms
+        self._slots = threading.BoundedSemaphore(max_streams)
+        self._open = 0
+        self._lock = threading.Lock()
+
+    @property
+    def open_streams(self) -> int:
+        with self._lock:
+            return self._open
+
+    def response(self, experiment_id: str, run_id: str | None) -> Response:
+        """A ``text/event-stream`` of changes, or 503 when ``max_streams`` are open."""
+        if not self._slots.acquire(blocking=False):
+            resp = to_json(
+                {
+                    "error_code": "TEMPORARILY_UNAVAILABLE",
+                    "message": f"{self.max_streams} live pages are open already (the "
+                    "server's max_streams); this page checks for changes every few seconds "
+                    "instead. Close other tabs or raise max_streams.",
+                },
+                503,
+            )
+            resp.headers["Retry-After"] = "30"
+            return resp
+        try:
+            sub = self.watcher.subscribe(experiment_id, run_id)
+        except BaseException:
+            self._slots.release()
+            raise
+        with self._lock:
+            self._open += 1
+        resp = Response(self._events(sub, experiment_id), mimetype="text/event-stream")
+        resp.headers["Cache-Control"] = "no-store"
+        resp.headers["X-Accel-Buffering"] = "no"  # nginx: pass each event on at once
+        return resp
+
+    def _events(self, sub, experiment_id: str) -> Iterator[bytes]:  # noqa: ANN001
+        # The server closes this generator when the page goes away (a write fails) or
+        # the server stops; `finally` gives the slot and the subscription back.
+        try:
+            yield f"retry: {self.retry_ms}\n: {self.watcher.mode}\n\n".encode()
+            while not sub.closed:
+                changes = sub.wait(self.heartbeat)
+                if not changes:
+                    yield b": keep-alive\n\n"
+                    continue
+                self.snapshots.invalidate(experiment_id)
+                names = sorted(set().union(*(c.names for c in changes)))
+                data = json.dumps({"experiment_id": experiment_id, "segments": len(names)})
+                yield f"event: change\ndata: {data}\n\n".encode()
+        finally:
+            sub.close()
+            with self._lock:
+                self._open -= 1
+            self._slots.release()
+
+
+def _live() -> LiveStreams:
+    live = state().live
+    if live is None:
+        raise InvalidParameterValue("Live updates are off for this web view (live=False).")
+    return live
+
+
+@blueprint.get("/-/experiments/<experiment_id>/changes")
+def api_experiment_changes(experiment_id: str):
+    state().snapshots.experiment(experiment_id)  # 404 for an unknown experiment
+    return _live().response(experiment_id, None)
+
+
+@blueprint.get("/-/runs/<run_id>/changes")
+def api_run_changes(run_id: str):
+    snap, _ = state().snapshots.run(run_id)  # 404 for an unknown run
+    return _live().response(snap.experiment_id, run_id)
 
 
 @blueprint.get("/-/experiments/<experiment_id>/version")
