@@ -5,10 +5,10 @@ experiment and run, with one observer however many subscribers."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
+
+from helpers import run_python, subprocess_env
 
 from evtrack.store.log.layout import get_store
 from evtrack.store.log.snapshot import list_segments
@@ -42,8 +42,7 @@ def log_in_other_process(uri: str, run_id: str, points: int, key: str = "loss") 
         c.flush()
         """
     )
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=120)
+    run_python(code, env=subprocess_env(), timeout=120)
 
 
 def test_local_store_is_watched_with_watchdog(tmp_path: Path) -> None:
