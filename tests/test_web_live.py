@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_browser import CHROMIUM, sync_api
+from required import chromium_path, playwright_sync_api
 from test_watch import log_in_other_process
 
 from evtrack.tracking.client import MlflowClient
@@ -257,8 +257,8 @@ def test_stream_errors_are_json(live_store) -> None:
 
 @pytest.fixture
 def browser() -> Iterator:
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+    with playwright_sync_api().sync_playwright() as p:
+        b = p.chromium.launch(executable_path=chromium_path(), args=["--no-sandbox"])
         yield b
         b.close()
 
