@@ -198,6 +198,29 @@ def test_a_change_reaches_an_open_stream(kind: str, live_store) -> None:
         server.stop()
 
 
+def test_an_object_store_is_listed_for_open_pages(request: pytest.FixtureRequest) -> None:
+    """On S3 (moto on loopback) the watcher lists the experiment's segments at an interval."""
+    from s3_server import new_s3_uri
+
+    uri = new_s3_uri(request)
+    client = MlflowClient(uri)
+    exp = client.create_experiment("s3-live")
+    run = client.create_run(exp).info.run_id
+    client.flush()
+    server = waitress_server(uri, watch_interval=0.2)
+    try:
+        stream = Stream(server.url, f"/-/runs/{run}/changes")
+        assert stream.event().startswith("retry: 2000\n: listing")
+        log_in_other_process(uri, run, 2)
+        event = stream.event()
+        while event == ": keep-alive\n":
+            event = stream.event()
+        assert event.startswith("event: change\n")
+        stream.close()
+    finally:
+        server.stop()
+
+
 def test_streams_are_capped_and_a_closed_page_frees_its_slot(live_store) -> None:
     uri, _, run = live_store
     server = waitress_server(uri, max_streams=2, stream_heartbeat=0.2)

@@ -31,7 +31,7 @@ def register(
     min_interval: float = 1.0,
     poll_seconds: float = 3.0,
     live: bool = True,
-    max_streams: int = 16,
+    max_streams: int = 4,
     watch_interval: float = 1.0,
     stream_heartbeat: float = 15.0,
 ) -> WebState:
@@ -41,7 +41,8 @@ def register(
     before the store is listed again. With ``live``, open pages get changes pushed
     (Server-Sent Events, see :mod:`evtrack.web.views.live`): at most ``max_streams``
     at once, each holding a worker thread, so keep it well below the server's thread
-    count; an object store is listed every ``watch_interval`` seconds while a page is
+    count (the default, 4, suits a gunicorn ``gthread`` worker of 16 threads; ``evtrack
+    ui`` adds threads for its streams and allows 16); an object store is listed every ``watch_interval`` seconds while a page is
     open. Pages past the cap, or all pages without ``live``, check every
     ``poll_seconds``. A stream writes a comment every ``stream_heartbeat`` seconds: that
     write is how a closed page is noticed and its thread given back. Nothing is written to the store: the client's writer is never used.

@@ -64,6 +64,7 @@ def make_server(
 
     from evtrack.web.app import create_app
 
+    options.setdefault("max_streams", 16)  # each gets a thread of its own, added below
     app = create_app(tracking_uri, **options)
     live = app.extensions["evtrack_web"].live
     pool = threads + (live.max_streams if live is not None else 0)

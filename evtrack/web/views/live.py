@@ -48,7 +48,7 @@ class LiveStreams:
         watcher: StoreWatcher,
         snapshots: Snapshots,
         *,
-        max_streams: int = 16,
+        max_streams: int = 4,
         heartbeat: float = 15.0,
         retry_ms: int = 2000,
     ) -> None:
