@@ -242,21 +242,39 @@ def test_streams_are_capped_and_a_closed_page_frees_its_slot(live_store) -> None
         conn.close()
         for s in streams:
             s.close()
-        # the next heartbeat of each closed stream fails to write: both slots come back
-        reopened = []
-        for _ in range(100):
-            s = Stream(server.url, f"/-/runs/{run}/changes")
-            if s.resp.status == 200:
-                reopened.append(s)
-                if len(reopened) == 2:
-                    break
-            else:
-                s.resp.read()
-                s.close()
-                threading.Event().wait(0.1)
-        assert len(reopened) == 2
+        # both slots come back
+        reopened = [reopen(server, f"/-/runs/{run}/changes") for _ in range(2)]
+        assert all(s is not None for s in reopened)
         for s in reopened:
             s.close()
+    finally:
+        server.stop()
+
+
+def reopen(server: Server, path: str, attempts: int = 100) -> Stream | None:
+    """A stream on ``path`` once a slot is free (None if none came back)."""
+    for _ in range(attempts):
+        stream = Stream(server.url, path)
+        if stream.resp.status == 200:
+            return stream
+        stream.resp.read()
+        stream.close()
+        threading.Event().wait(0.1)
+    return None
+
+
+def test_waitress_notices_a_closed_page_without_a_heartbeat(live_store) -> None:
+    """`evtrack ui` reads the connection while a stream runs: a closed page frees its
+    slot at once, not at the next heartbeat (an hour here)."""
+    uri, _, run = live_store
+    server = waitress_server(uri, max_streams=1, stream_heartbeat=3600)
+    try:
+        first = Stream(server.url, f"/-/runs/{run}/changes")
+        assert first.resp.status == 200 and first.event().startswith("retry:")
+        first.close()
+        again = reopen(server, f"/-/runs/{run}/changes")
+        assert again is not None
+        again.close()
     finally:
         server.stop()
 

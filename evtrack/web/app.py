@@ -33,7 +33,7 @@ def register(
     live: bool = True,
     max_streams: int = 4,
     watch_interval: float = 1.0,
-    stream_heartbeat: float = 15.0,
+    stream_heartbeat: float = 10.0,
 ) -> WebState:
     """Mount the web view on ``app`` for the store of ``client`` (or ``tracking_uri``).
 

@@ -70,8 +70,15 @@ def make_server(
     pool = threads + (live.max_streams if live is not None else 0)
     if warm:
         threading.Thread(target=_warm, args=(app,), name="evtrack-ui-warm", daemon=True).start()
+    # channel_request_lookahead: keep reading a connection while its request runs, so a
+    # change stream learns within a moment that its page was closed (live.py).
     server = create_server(
-        wrap(app) if wrap else app, host=host, port=port, threads=pool, ident="evtrack"
+        wrap(app) if wrap else app,
+        host=host,
+        port=port,
+        threads=pool,
+        ident="evtrack",
+        channel_request_lookahead=1,
     )
     server.evtrack_app = app  # not `.application`: waitress serves that attribute
     return server

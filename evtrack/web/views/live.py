@@ -3,7 +3,7 @@
 An open run page or runs table subscribes to ``/-/runs/<id>/changes`` or
 ``/-/experiments/<id>/changes``, a ``text/event-stream`` that says ``change`` whenever a
 segment of that run (experiment) appears, and nothing otherwise but a comment line
-every ``heartbeat`` seconds. The page then asks ``/-/…/version`` for the new state, so
+every ``heartbeat`` seconds (10). The page then asks ``/-/…/version`` for the new state, so
 an idle page makes no request at all. Every stream of one app shares one
 :class:`~evtrack.store.log.watch.StoreWatcher` (one observer of the store, however
 many tabs are open); a change also marks the experiment's snapshot stale so the next
@@ -14,8 +14,10 @@ A stream holds a worker thread for as long as the page is open: waitress (``evtr
 ui``) and gunicorn's ``gthread`` workers serve each request on a thread of a fixed pool,
 so at most ``max_streams`` streams are open at once and ``evtrack ui`` adds that many
 threads to its pool; past the cap a page gets 503 and falls back to checking
-``/-/…/version`` every ``poll_seconds``. A stream ends when the page closes: the next
-heartbeat fails to write, and the server closes the generator, which unsubscribes.
+``/-/…/version`` every ``poll_seconds``. A stream ends when the page closes: under
+``evtrack ui`` waitress reports it within half a second (it keeps reading the socket:
+``channel_request_lookahead``); under other servers the next heartbeat fails to write.
+Either way the server closes the generator, which unsubscribes and frees the slot.
 Hidden tabs close their stream and open a new one when shown again.
 
 ``/-/…/version`` answers from the segment listing alone (throttled, see
@@ -40,6 +42,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from evtrack.web.snapshots import Snapshots
 
 
+#: How often a stream asks waitress whether its page went away (seconds).
+DISCONNECT_CHECK = 0.5
+
+
 class LiveStreams:
     """The change streams of one web app: one watcher, at most ``max_streams`` open."""
 
@@ -49,7 +55,7 @@ class LiveStreams:
         snapshots: Snapshots,
         *,
         max_streams: int = 4,
-        heartbeat: float = 15.0,
+        heartbeat: float = 10.0,
         retry_ms: int = 2000,
     ) -> None:
         self.watcher = watcher
@@ -87,21 +93,32 @@ class LiveStreams:
             raise
         with self._lock:
             self._open += 1
-        resp = Response(self._events(sub, experiment_id), mimetype="text/event-stream")
+        # waitress (with channel_request_lookahead, as `evtrack ui` runs it) tells when
+        # the page went away without a write; elsewhere the next heartbeat finds out.
+        gone = request.environ.get("waitress.client_disconnected")
+        resp = Response(self._events(sub, experiment_id, gone), mimetype="text/event-stream")
         resp.headers["Cache-Control"] = "no-store"
         resp.headers["X-Accel-Buffering"] = "no"  # nginx: pass each event on at once
         return resp
 
-    def _events(self, sub, experiment_id: str) -> Iterator[bytes]:  # noqa: ANN001
+    def _events(self, sub, experiment_id: str, gone) -> Iterator[bytes]:  # noqa: ANN001
         # The server closes this generator when the page goes away (a write fails) or
         # the server stops; `finally` gives the slot and the subscription back.
+        slice_ = min(self.heartbeat, DISCONNECT_CHECK) if gone is not None else self.heartbeat
         try:
             yield f"retry: {self.retry_ms}\n: {self.watcher.mode}\n\n".encode()
+            quiet = 0.0
             while not sub.closed:
-                changes = sub.wait(self.heartbeat)
+                changes = sub.wait(slice_)
+                if gone is not None and gone():
+                    return
                 if not changes:
-                    yield b": keep-alive\n\n"
+                    quiet += slice_
+                    if quiet >= self.heartbeat:
+                        quiet = 0.0
+                        yield b": keep-alive\n\n"
                     continue
+                quiet = 0.0
                 self.snapshots.invalidate(experiment_id)
                 names = sorted(set().union(*(c.names for c in changes)))
                 data = json.dumps({"experiment_id": experiment_id, "segments": len(names)})
