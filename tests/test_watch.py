@@ -151,3 +151,21 @@ def test_closing_the_watcher_wakes_its_subscribers(tmp_path: Path) -> None:
     sub = watcher.subscribe("1")
     watcher.close()
     assert sub.closed and sub.wait(5) == []
+
+
+def test_a_store_folder_that_does_not_exist_yet_is_listed(tmp_path: Path) -> None:
+    """watchdog needs the folder; until it exists the watcher lists, and still hears of
+    the first experiment and its segments."""
+    uri = str(tmp_path / "not-yet")
+    watcher = StoreWatcher(get_store(uri), interval=0.05)
+    try:
+        with watcher.subscribe(None) as sub:
+            assert watcher.mode == "listing"
+            client = MlflowClient(uri)
+            exp = client.create_experiment("first")
+            run = client.create_run(exp).info.run_id
+            client.flush()
+            got = collect(sub, lambda c: any(run in ch.run_ids for ch in c))
+            assert any(ch.experiment_id == exp and run in ch.run_ids for ch in got)
+    finally:
+        watcher.close()

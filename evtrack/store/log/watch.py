@@ -135,6 +135,7 @@ class StoreWatcher:
         self._lister: threading.Thread | None = None
         self._stop = threading.Event()
         self._seen: dict[str, frozenset[str]] = {}  # listing mode: names per experiment
+        self._listed = threading.Event()  # listing mode: the first round is done
         self.mode: str | None = None  # "watchdog" or "listing" once started
 
     # -- subscribers -------------------------------------------------------------------
@@ -149,6 +150,9 @@ class StoreWatcher:
             if self.mode is None:
                 self._start()
         if self.mode == "listing":
+            # Return only once the store was listed: whatever appears from now on is a
+            # change this subscriber hears of (the compactor's first sweep relies on it).
+            self._listed.wait(timeout=60)
             self._baseline(sub)
         return sub
 
@@ -290,4 +294,5 @@ class StoreWatcher:
                 if new:
                     self.publish(Change(experiment_id, new))
             first = False
+            self._listed.set()
             self._stop.wait(max(0.0, self.interval - (time.monotonic() - started)))
