@@ -279,6 +279,25 @@ def test_waitress_notices_a_closed_page_without_a_heartbeat(live_store) -> None:
         server.stop()
 
 
+def test_a_stream_never_read_gives_its_slot_back(live_store) -> None:
+    """HEAD (or a response the server drops before reading it) must not leak a slot."""
+    uri, _, run = live_store
+    app = create_app(uri, max_streams=1)
+    web = app.test_client()
+    live = app.extensions["evtrack_web"].live
+    for _ in range(3):
+        resp = web.head(f"/-/runs/{run}/changes")
+        assert resp.status_code == 200
+        resp.close()
+        assert live.open_streams == 0
+    resp = web.get(f"/-/runs/{run}/changes", buffered=False)
+    assert resp.status_code == 200 and live.open_streams == 1
+    assert web.get(f"/-/runs/{run}/changes").status_code == 503  # the one slot is taken
+    resp.close()
+    assert live.open_streams == 0 and live.watcher.subscribers == 0
+    live.watcher.close()
+
+
 def test_stream_errors_are_json(live_store) -> None:
     uri, _, _ = live_store
     web = create_app(uri).test_client()

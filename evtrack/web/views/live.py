@@ -96,38 +96,60 @@ class LiveStreams:
         # waitress (with channel_request_lookahead, as `evtrack ui` runs it) tells when
         # the page went away without a write; elsewhere the next heartbeat finds out.
         gone = request.environ.get("waitress.client_disconnected")
-        resp = Response(self._events(sub, experiment_id, gone), mimetype="text/event-stream")
+        resp = Response(_Stream(self, sub, experiment_id, gone), mimetype="text/event-stream")
         resp.headers["Cache-Control"] = "no-store"
         resp.headers["X-Accel-Buffering"] = "no"  # nginx: pass each event on at once
         return resp
 
-    def _events(self, sub, experiment_id: str, gone) -> Iterator[bytes]:  # noqa: ANN001
-        # The server closes this generator when the page goes away (a write fails) or
-        # the server stops; `finally` gives the slot and the subscription back.
-        slice_ = min(self.heartbeat, DISCONNECT_CHECK) if gone is not None else self.heartbeat
+    def _release(self) -> None:
+        with self._lock:
+            self._open -= 1
+        self._slots.release()
+
+
+class _Stream:
+    """The body of one change stream; closing it (the server does, when the page went
+    away, at shutdown, or for a HEAD request that never reads it) frees the slot once."""
+
+    def __init__(self, live: LiveStreams, sub, experiment_id: str, gone) -> None:  # noqa: ANN001
+        self.live = live
+        self.sub = sub
+        self.experiment_id = experiment_id
+        self.gone = gone
+        self._released = False
+        self._lock = threading.Lock()
+
+    def __iter__(self) -> Iterator[bytes]:
+        live, sub = self.live, self.sub
+        check = min(live.heartbeat, DISCONNECT_CHECK) if self.gone else live.heartbeat
         try:
-            yield f"retry: {self.retry_ms}\n: {self.watcher.mode}\n\n".encode()
+            yield f"retry: {live.retry_ms}\n: {live.watcher.mode}\n\n".encode()
             quiet = 0.0
             while not sub.closed:
-                changes = sub.wait(slice_)
-                if gone is not None and gone():
+                changes = sub.wait(check)
+                if self.gone is not None and self.gone():
                     return
                 if not changes:
-                    quiet += slice_
-                    if quiet >= self.heartbeat:
+                    quiet += check
+                    if quiet >= live.heartbeat:
                         quiet = 0.0
                         yield b": keep-alive\n\n"
                     continue
                 quiet = 0.0
-                self.snapshots.invalidate(experiment_id)
-                names = sorted(set().union(*(c.names for c in changes)))
-                data = json.dumps({"experiment_id": experiment_id, "segments": len(names)})
+                live.snapshots.invalidate(self.experiment_id)
+                names = set().union(*(c.names for c in changes))
+                data = json.dumps({"experiment_id": self.experiment_id, "segments": len(names)})
                 yield f"event: change\ndata: {data}\n\n".encode()
         finally:
-            sub.close()
-            with self._lock:
-                self._open -= 1
-            self._slots.release()
+            self.close()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._released:
+                return
+            self._released = True
+        self.sub.close()
+        self.live._release()
 
 
 def _live() -> LiveStreams:
