@@ -208,7 +208,7 @@ class TempRoot:
 def compaction_module():
     """``evtrack.store.log.compaction`` if this evtrack has it, else None."""
     try:
-        from evtrack.store.log.layout.log import compaction
+        from evtrack.store.log import compaction
     except ImportError:
         return None
     return compaction if hasattr(compaction, "compact_experiment") else None

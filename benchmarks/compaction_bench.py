@@ -22,10 +22,9 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
 os.environ["EVTRACK_AUTO_COMPACT"] = "false"
 
-from evtrack.store.log.layout.log import compaction
-
 import evtrack  # noqa: E402
 from evtrack.search import compile_search_runs  # noqa: E402
+from evtrack.store.log import compaction
 from evtrack.store.log.layout import Store, _TableCache  # noqa: E402
 from evtrack.store.log.maintenance import gc  # noqa: E402
 from evtrack.store.log.views import connect, load_events  # noqa: E402

@@ -11,11 +11,11 @@ import uuid
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from evtrack.store.log.layout.log import compaction, manifest, snapshot
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import evtrack
+from evtrack.store.log import compaction, manifest, snapshot
 from evtrack.store.log.events import event_schema
 from evtrack.store.log.layout import Store
 from evtrack.store.log.maintenance import doctor, gc

@@ -7,10 +7,10 @@ import os
 
 import pytest
 from click.testing import CliRunner
-from evtrack.store.log.layout.log import compaction
 
 import evtrack
 from evtrack.cli.main import main
+from evtrack.store.log import compaction
 from evtrack.store.log.maintenance import doctor, gc
 from evtrack.store.log.manifest import list_versions, read_manifest
 from evtrack.store.log.snapshot import list_segments

@@ -16,10 +16,10 @@ import time
 from pathlib import Path
 
 import pytest
-from evtrack.store.log.layout.log import compaction
 from helpers import subprocess_env
 
 import evtrack
+from evtrack.store.log import compaction
 from evtrack.store.log.maintenance import doctor
 from evtrack.store.log.views import load_events
 
@@ -41,7 +41,7 @@ client.flush()
 
 _COMPACTOR = """
 import os, sys, time, evtrack
-from evtrack.store.log.layout.log import compaction
+from evtrack.store.log import compaction
 uri, exp, run_id, stop = sys.argv[1:5]
 store = evtrack.MlflowClient(uri).store
 n = 0
@@ -153,7 +153,7 @@ for i in range(n):
 
 _LOOPING_COMPACTOR = """
 import sys, evtrack
-from evtrack.store.log.layout.log import compaction
+from evtrack.store.log import compaction
 uri, exp, run_id = sys.argv[1:4]
 store = evtrack.MlflowClient(uri).store
 print("ready", flush=True)

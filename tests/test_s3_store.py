@@ -4,10 +4,10 @@ listings, request counts, storage_options, and no DuckDB httpfs."""
 from __future__ import annotations
 
 import pytest
-from evtrack.store.log.layout.log import compaction
 from helpers import run_python, subprocess_env
 
 import evtrack
+from evtrack.store.log import compaction
 from evtrack.store.log.layout import Store
 from evtrack.store.log.views import load_events
 
