@@ -7,7 +7,7 @@ nothing is ever written to ``./evruns``.
 Adding a backend: put a factory in :data:`STORE_BACKENDS`. A factory gets the pytest
 ``request`` and returns a fresh, empty tracking URI; it may use other fixtures through
 ``request.getfixturevalue(...)`` (e.g. a session-scoped loopback S3 server from
-``tests/s3_server.py``) and may ``pytest.skip()`` when its backend cannot run here. Every
+``tests/s3_server.py``); a backend that cannot run here fails its tests (see ``required.py``). Every
 test using ``store_uri``, the store contract among them, then runs on it too. Backends
 whose files tests inspect directly (compaction, maintenance) are in :data:`LOG_BACKENDS`
 and reached through ``log_store_uri``; ``rest`` (a real server) is only in the former.

@@ -8,7 +8,6 @@ import pickle
 import subprocess
 import sys
 
-import pytest
 from helpers import ROOT, subprocess_env
 
 from evtrack import MlflowClient
@@ -55,8 +54,6 @@ def test_quickstart(tmp_path):
 
 
 def test_sklearn_elasticnet_wine(tmp_path):
-    pytest.importorskip("sklearn")
-    pytest.importorskip("pandas")
     folder = EXAMPLES / "sklearn_elasticnet_wine"
     assert (folder / "wine-quality.csv").is_file()
     store = tmp_path / "store"

@@ -26,10 +26,7 @@ pytestmark = pytest.mark.mlflow
 def mlflow_python():
     import mlflow_venv
 
-    marker_ok = (mlflow_venv.venv_dir() / mlflow_venv._MARKER).exists()
-    if not marker_ok and not mlflow_venv.mlflow_required():
-        pytest.skip("the MLflow venv is not built (python tests/mlflow_venv.py builds it)")
-    return str(mlflow_venv.ensure_mlflow_venv())
+    return str(mlflow_venv.require_mlflow_python())
 
 
 @pytest.fixture(scope="module")

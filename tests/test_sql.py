@@ -88,7 +88,8 @@ def test_column_types(store):
 
 
 def test_relation_outputs(store):
-    pd = pytest.importorskip("pandas")
+    import pandas as pd
+
     rel = evtrack.sql("select run_name, status from runs order by run_name")
     assert rel.fetchall() == [("a", "FINISHED"), ("b", "FINISHED"), ("c", "RUNNING")]
     arrow = rel.arrow()  # a Table, or on DuckDB 1.4+ a RecordBatchReader

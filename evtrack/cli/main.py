@@ -441,14 +441,46 @@ def _duration(text: str) -> float:
 @click.option("--run", "run_id", default=None, help="Compact one run.")
 @click.option("--experiment", "experiment_id", default=None, help="Compact one experiment.")
 @click.option("--all", "all_", is_flag=True, help="Compact every experiment (the default).")
+@click.option(
+    "--watch",
+    is_flag=True,
+    help="Keep running: compact runs as they end and experiments past --threshold "
+    "uncovered segments, until SIGTERM or Ctrl+C (see docs/storage.md).",
+)
+@click.option(
+    "--threshold",
+    default=256,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="With --watch: uncovered segments that make an experiment worth compacting.",
+)
+@click.option(
+    "--interval",
+    default=2.0,
+    show_default=True,
+    type=click.FloatRange(min=0.05),
+    help="With --watch: seconds between listings of an object store (local folders "
+    "are watched with watchdog and need none).",
+)
 @pass_ctx
 def compact_command(
-    obj: _Context, run_id: str | None, experiment_id: str | None, all_: bool
+    obj: _Context,
+    run_id: str | None,
+    experiment_id: str | None,
+    all_: bool,
+    watch: bool,
+    threshold: int,
+    interval: float,
 ) -> None:
     """Merge segments into sorted Parquet files and publish a new manifest."""
     from evtrack.store.log import compaction
 
     store = _store(obj)
+    if watch:
+        if run_id or experiment_id:
+            raise click.UsageError("--watch watches the whole store: drop --run/--experiment.")
+        _compact_watch(store, threshold, interval)
+        return
     if run_id:
         owner = experiment_id or store.experiment_of_run(run_id)
         if owner is None:
@@ -461,12 +493,42 @@ def compact_command(
     else:
         results = compaction.compact_all(store)
     for r in results:
-        what = f"run {r.run_id}" if r.run_id else f"experiment {r.experiment_id}"
-        if r.gave_up:
-            state = "gave up (lost every race; nothing changed)"
-        else:
-            state = f"{r.segments} segments, {r.events} events -> manifest {r.version}"
-        click.echo(f"{what}: {state} in {r.seconds:.3f}s")
+        _echo_compaction(r)
+
+
+def _echo_compaction(r: Any) -> None:
+    what = f"run {r.run_id}" if r.run_id else f"experiment {r.experiment_id}"
+    if r.gave_up:
+        state = "gave up (lost every race; nothing changed)"
+    else:
+        state = f"{r.segments} segments, {r.events} events -> manifest {r.version}"
+    click.echo(f"{what}: {state} in {r.seconds:.3f}s")
+
+
+def _compact_watch(store: Any, threshold: int, interval: float) -> None:
+    """Run a :class:`~evtrack.store.log.compactor.Compactor` until SIGTERM/SIGINT."""
+    import signal
+    import threading
+
+    from evtrack.store.log.compactor import Compactor
+
+    stop = threading.Event()
+    # Stop between compactions: the one in progress finishes (or is abandoned at a
+    # safe point by the manifest protocol if the process is killed harder).
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    compactor = Compactor(store, threshold=threshold, interval=interval, on_result=_echo_compaction)
+
+    def ready() -> None:
+        how = "watchdog" if compactor.mode == "watchdog" else f"listing every {interval:g}s"
+        click.echo(f"compact --watch: {store.uri} ({how}, threshold {threshold} segments)")
+        sys.stdout.flush()
+
+    report = compactor.run(stop, ready=ready)
+    click.echo(
+        f"compact --watch: stopped; compacted {report.runs} runs and {report.experiments} "
+        f"experiments ({report.gave_up} lost races, {len(report.errors)} errors)"
+    )
 
 
 @main.command("gc")

@@ -30,12 +30,22 @@ def register(
     url_prefix: str | None = None,
     min_interval: float = 1.0,
     poll_seconds: float = 3.0,
+    live: bool = True,
+    max_streams: int = 4,
+    watch_interval: float = 1.0,
+    stream_heartbeat: float = 10.0,
 ) -> WebState:
     """Mount the web view on ``app`` for the store of ``client`` (or ``tracking_uri``).
 
     ``min_interval`` is how long a listing of an experiment's segments is trusted
-    before the store is listed again; ``poll_seconds`` is how often pages check for
-    new events. Nothing is written to the store: the client's writer is never used.
+    before the store is listed again. With ``live``, open pages get changes pushed
+    (Server-Sent Events, see :mod:`evtrack.web.views.live`): at most ``max_streams``
+    at once, each holding a worker thread, so keep it well below the server's thread
+    count (the default, 4, suits a gunicorn ``gthread`` worker of 16 threads; ``evtrack
+    ui`` adds threads for its streams and allows 16); an object store is listed every ``watch_interval`` seconds while a page is
+    open. Pages past the cap, or all pages without ``live``, check every
+    ``poll_seconds``. A stream writes a comment every ``stream_heartbeat`` seconds: that
+    write is how a closed page is noticed and its thread given back. Nothing is written to the store: the client's writer is never used.
     """
     from evtrack.store.log.layout import get_store, resolve_uri
     from evtrack.web.series import SeriesCache
@@ -43,12 +53,23 @@ def register(
 
     uri = client.tracking_uri if client is not None else resolve_uri(tracking_uri)
     store = get_store(uri)  # the web view reads the event log's files directly
+    snapshots = Snapshots(store, min_interval=min_interval)
+    streams = None
+    if live:
+        from evtrack.store.log.watch import StoreWatcher
+        from evtrack.web.views.live import LiveStreams
+
+        watcher = StoreWatcher(store, interval=watch_interval)
+        streams = LiveStreams(
+            watcher, snapshots, max_streams=max_streams, heartbeat=stream_heartbeat
+        )
     web = WebState(
         store=store,
-        snapshots=Snapshots(store, min_interval=min_interval),
+        snapshots=snapshots,
         series=SeriesCache(store),
         tracking_uri=uri,
         poll_seconds=poll_seconds,
+        live=streams,
     )
     app.extensions[EXTENSION] = web
     app.register_blueprint(blueprint, url_prefix=url_prefix)

@@ -21,6 +21,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from evtrack.store.log.layout import Store
     from evtrack.web.series import SeriesCache
     from evtrack.web.snapshots import Snapshots
+    from evtrack.web.views.live import LiveStreams
 
 __all__ = ["WebState", "blueprint", "page", "state", "to_json"]
 
@@ -52,6 +53,8 @@ class WebState:
     series: SeriesCache
     tracking_uri: str
     poll_seconds: float = 3.0
+    #: Pushes changes to live pages (see :mod:`evtrack.web.views.live`); None: pages poll.
+    live: LiveStreams | None = None
 
 
 def state() -> WebState:
@@ -119,7 +122,14 @@ def page(template: str, data: dict[str, Any], status: int = 200, **extra: Any) -
     """The page as HTML, or its JSON twin (``data``) with ``?format=json``."""
     if wants_json():
         return to_json(data, status)
-    html = render_template(template, data=data, poll_ms=int(state().poll_seconds * 1000), **extra)
+    web = state()
+    html = render_template(
+        template,
+        data=data,
+        poll_ms=int(web.poll_seconds * 1000),
+        live=web.live is not None,
+        **extra,
+    )
     resp = Response(html, status=status, mimetype="text/html")
     resp.headers["Cache-Control"] = "no-store"
     return resp
