@@ -68,9 +68,9 @@ def test_watch_refuses_a_run_or_experiment(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "--threshold" in result.output
 
 
-def test_compactor_on_every_backend(store_uri: str) -> None:
+def test_compactor_on_every_backend(log_store_uri: str) -> None:
     """Ended runs are compacted, running ones left alone until the threshold."""
-    client = MlflowClient(store_uri)
+    client = MlflowClient(log_store_uri)
     exp = client.create_experiment("watched")
     done_before = client.create_run(exp).info.run_id  # ended before the watcher starts
     client.log_metric(done_before, "m", 1.0)
@@ -79,29 +79,29 @@ def test_compactor_on_every_backend(store_uri: str) -> None:
     client.flush()
     results = []
     compactor = Compactor(
-        get_store(store_uri), threshold=12, interval=0.1, on_result=results.append
+        get_store(log_store_uri), threshold=12, interval=0.1, on_result=results.append
     )
     stop = threading.Event()
     thread = threading.Thread(target=compactor.run, args=(stop,))
     thread.start()
     try:
-        assert until(lambda: uncovered(store_uri, exp, done_before) == 0)  # the start sweep
+        assert until(lambda: uncovered(log_store_uri, exp, done_before) == 0)  # the start sweep
         ends_now = client.create_run(exp).info.run_id
         for i in range(3):
             client.log_metric(ends_now, "m", float(i), step=i)
             client.flush()
         client.set_terminated(ends_now)
-        assert until(lambda: uncovered(store_uri, exp, ends_now) == 0)
-        assert uncovered(store_uri, exp, running) > 0  # still running: not yet
+        assert until(lambda: uncovered(log_store_uri, exp, ends_now) == 0)
+        assert uncovered(log_store_uri, exp, running) > 0  # still running: not yet
         # a late segment of a run seen ending is compacted too
         client.set_tag(ends_now, "late", "yes")
         client.flush()
-        assert until(lambda: uncovered(store_uri, exp, ends_now) == 0)
+        assert until(lambda: uncovered(log_store_uri, exp, ends_now) == 0)
         # past the threshold the whole experiment is compacted, running runs included
         for i in range(12):
             client.log_metric(running, "loss", float(i), step=i)
             client.flush()
-        assert until(lambda: uncovered(store_uri, exp) == 0)
+        assert until(lambda: uncovered(log_store_uri, exp) == 0)
     finally:
         stop.set()
         thread.join(timeout=30)

@@ -52,14 +52,14 @@ def test_local_store_is_watched_with_watchdog(tmp_path: Path) -> None:
     run = client.create_run(exp).info.run_id
     other = client.create_run(exp).info.run_id
     client.flush()
-    before = {p for p, _ in list_segments(client.store, exp)}
+    before = {p for p, _ in list_segments(client.store.layout, exp)}
     watcher = StoreWatcher(get_store(uri))
     try:
         with watcher.subscribe(exp, run) as sub, watcher.subscribe(exp) as everything:
             assert watcher.mode == "watchdog"
             log_in_other_process(uri, run, 3)
             log_in_other_process(uri, other, 2)
-            after = {p for p, _ in list_segments(client.store, exp)}
+            after = {p for p, _ in list_segments(client.store.layout, exp)}
             new = {os.path.basename(p) for p in after - before}
             of_run = {n for n in new if n.startswith(run + ".")}
             got = collect(sub, lambda c: names(c) >= of_run)
@@ -75,13 +75,13 @@ def test_local_store_is_watched_with_watchdog(tmp_path: Path) -> None:
     assert watcher.subscribers == 0
 
 
-def test_listing_watch_on_every_backend(store_uri: str) -> None:
+def test_listing_watch_on_every_backend(log_store_uri: str) -> None:
     """memory:// and S3 are listed at an interval; the local folder forced to list too."""
-    client = MlflowClient(store_uri)
+    client = MlflowClient(log_store_uri)
     exp = client.create_experiment("listing")
     run = client.create_run(exp).info.run_id
     client.flush()
-    store = get_store(store_uri)
+    store = get_store(log_store_uri)
     watcher = StoreWatcher(store, interval=0.05, use_watchdog=False)
     try:
         with watcher.subscribe(exp) as sub:
