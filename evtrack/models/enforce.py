@@ -40,6 +40,8 @@ def _convert_column(values: Any, spec: ColSpec, name: Any):
         return values
     if kind == "O" and t not in ("string", "binary"):
         values = values.infer_objects()
+        if values.dtype.kind == "O" and values.isna().all():  # JSON nulls only: missing numbers
+            values = values.astype("float64")
         kind = values.dtype.kind
     if t == "string":
         if kind in "OUT" or str(values.dtype) in ("string", "str"):
