@@ -1,0 +1,111 @@
+"""Models move both ways between evtrack and the real `mlflow` 3.17.2 (in its venv)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import textwrap
+
+import numpy as np
+import pytest
+from models_helpers import CURL_BODY, ServedModel, save_wine_model, wine_data, wine_model
+
+import evtrack
+
+pytestmark = pytest.mark.mlflow
+
+
+@pytest.fixture(scope="module")
+def mlflow_python():
+    import mlflow_venv
+
+    if (
+        not (mlflow_venv.venv_dir() / mlflow_venv._MARKER).exists()
+        and not mlflow_venv.mlflow_required()
+    ):
+        pytest.skip("the MLflow venv is not built (python tests/mlflow_venv.py builds it)")
+    return str(mlflow_venv.ensure_mlflow_venv())
+
+
+def run_mlflow(python: str, script: str, tmp_path, **env: str) -> dict:
+    path = tmp_path / "script.py"
+    path.write_text(textwrap.dedent(script))
+    proc = subprocess.run(
+        [python, str(path)],
+        cwd=tmp_path,
+        env={
+            **{k: v for k, v in os.environ.items() if not k.startswith(("EVTRACK_", "PYTHONPATH"))},
+            # MLflow 3.17 refuses to deserialize any sklearn model (skops included) without it
+            "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "true",
+            "PYTHONWARNINGS": "ignore",
+            **env,
+        },
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+    assert lines, proc.stderr[-3000:]
+    return json.loads(lines[-1][len("RESULT ") :])
+
+
+LOAD = """
+import json, mlflow, pandas as pd
+x = pd.read_csv({csv!r}).drop(columns=["quality"]).head(20)
+m = mlflow.pyfunc.load_model({path!r})
+sk = mlflow.sklearn.load_model({path!r})
+print("RESULT " + json.dumps({{"pyfunc": m.predict(x).tolist(), "sklearn": sk.predict(x).tolist(),
+                              "inputs": m.metadata.get_input_schema().input_names()}}))
+"""
+
+
+@pytest.mark.parametrize("fmt", ["skops", "cloudpickle"])
+def test_evtrack_model_loads_in_mlflow(mlflow_python, tmp_path, fmt):
+    from models_helpers import WINE_CSV
+
+    path = save_wine_model(tmp_path / "m", serialization_format=fmt)
+    out = run_mlflow(mlflow_python, LOAD.format(csv=str(WINE_CSV), path=str(path)), tmp_path)
+    x, _ = wine_data()
+    want = wine_model().predict(x.head(20))
+    assert np.allclose(out["pyfunc"], want) and np.allclose(out["sklearn"], want)
+    assert out["inputs"] == list(x.columns)
+
+
+SAVE = """
+import json, mlflow, pandas as pd
+from sklearn.linear_model import ElasticNet
+data = pd.read_csv({csv!r})
+x, y = data.drop(columns=["quality"]), data["quality"]
+m = ElasticNet(alpha=0.5, l1_ratio=0.5, random_state=42).fit(x, y)
+mlflow.sklearn.save_model(m, {path!r}, input_example=x.head(3), serialization_format={fmt!r})
+print("RESULT " + json.dumps({{"pred": m.predict(x.head(20)).tolist()}}))
+"""
+
+
+@pytest.mark.parametrize("fmt", ["skops", "cloudpickle"])
+def test_mlflow_model_loads_and_serves_in_evtrack(mlflow_python, tmp_path, fmt, monkeypatch):
+    from models_helpers import WINE_CSV
+
+    from evtrack.models import serialization
+
+    monkeypatch.setattr(serialization, "_warned", True)  # the pickle warning is tested elsewhere
+    path = tmp_path / "mlflow-model"
+    out = run_mlflow(
+        mlflow_python, SAVE.format(csv=str(WINE_CSV), path=str(path), fmt=fmt), tmp_path
+    )
+    x, _ = wine_data()
+    model = evtrack.pyfunc.load_model(str(path))
+    assert np.allclose(model.predict(x.head(20)), out["pred"])
+    assert np.allclose(evtrack.sklearn.load_model(str(path)).predict(x.head(20)), out["pred"])
+    srv = ServedModel(str(path)).start()
+    try:
+        status, body = srv.invoke(CURL_BODY, "application/json; format=pandas-split")
+        assert status == 200
+        import pandas as pd
+
+        row = pd.DataFrame(json.loads(CURL_BODY)["data"], columns=json.loads(CURL_BODY)["columns"])
+        assert body["predictions"] == [pytest.approx(model.predict(row)[0])]
+    finally:
+        srv.stop()
