@@ -17,7 +17,7 @@ from typing import Any
 from evtrack.errors import InvalidParameterValue
 from evtrack.models.signature import ColSpec, ModelSignature, Schema, TensorSpec
 
-__all__ = ["enforce_params", "enforce_schema"]
+__all__ = ["double_columns", "enforce_params", "enforce_schema", "numeric_frame"]
 
 _NUMPY = {
     "boolean": "bool",
@@ -127,6 +127,10 @@ def _enforce_columns(data: Any, schema: Schema):
             )
         out = {col: _convert_column(data[col], s, i) for i, (col, s) in enumerate(zip(data, specs))}
         return pd.DataFrame(out, index=data.index)
+    if list(data.columns) == names:
+        dtypes = data.dtypes.tolist()
+        if all(s.type in _NUMPY and d == _NUMPY[s.type] for s, d in zip(specs, dtypes)):
+            return data  # already exactly what the signature says
     present = set(data.columns)
     required = [s.name for s in specs if s.required]
     missing = [n for n in required if n not in present]
@@ -197,6 +201,42 @@ def _enforce_tensors(data: Any, schema: Schema):
             f"The model takes {len(specs)} named tensors {schema.input_names()}: send an object."
         )
     return _enforce_tensor(data, specs[0], "the input")
+
+
+def double_columns(schema: Schema | None) -> list[str] | None:
+    """The column names when the signature is only named ``double`` columns, else None."""
+    if schema is None or schema.is_tensor_spec() or not schema.has_input_names():
+        return None
+    if any(s.type != "double" for s in schema.inputs):
+        return None
+    return [s.name for s in schema.inputs]
+
+
+def numeric_frame(columns: list | None, rows: list, schema: Schema | None):
+    """The fast path for the common request: a ``dataframe_split`` of plain numbers for
+    a signature of named ``double`` columns, converted in one numpy call. Returns None
+    whenever anything is unusual (other types, nulls, strings, column order), and the
+    caller takes the general path, which gives the precise error."""
+    import numpy as np
+
+    names = double_columns(schema)
+    if names is None or columns != names or not rows:
+        return None
+    try:
+        arr = np.array(rows)
+    except ValueError:
+        return None
+    if arr.ndim != 2 or arr.shape[1] != len(names):
+        return None
+    if arr.dtype.kind == "i":
+        if np.abs(arr).max() > _EXACT_FLOAT:
+            return None
+        arr = arr.astype("float64")
+    elif arr.dtype != np.float64:
+        return None  # strings, nulls, booleans: the general path decides
+    import pandas as pd
+
+    return pd.DataFrame(arr, columns=names)
 
 
 def enforce_schema(data: Any, schema: Schema | None):

@@ -194,7 +194,7 @@ class ScoringApp:
         if media == "text/csv":
             data, params = payload.parse_csv(body), None
         else:
-            data, params = payload.parse_json(body, params_of_type)
+            data, params = payload.parse_json(body, params_of_type, self._schema)
         data, params = self.model.prepare(data, params)
         pred = await self._predict(data, params)
         return payload.encode_predictions(pred)

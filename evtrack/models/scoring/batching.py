@@ -83,7 +83,6 @@ class Batcher:
                         fut.set_exception(exc)
 
     async def _serve(self, items: list[tuple[Any, asyncio.Future]]) -> None:
-        import pandas as pd
 
         frames = [f for f, _ in items]
         sizes = [len(f) for f in frames]
@@ -92,7 +91,7 @@ class Batcher:
         if len(items) == 1:
             items[0][1].set_result(await self._run(self._predict, frames[0]))
             return
-        merged = pd.concat(frames, ignore_index=True)
+        merged = _merge(frames)
         pred = await self._run(self._predict, merged)
         if len(pred) != sum(sizes):
             for frame, fut in items:  # not row-aligned: call once per request
@@ -108,3 +107,19 @@ class Batcher:
             if not fut.done():
                 fut.set_result(part)
             start += size
+
+
+def _merge(frames: list[Any]):
+    """One frame of all rows. Frames of one numeric dtype (what the fast request path
+    makes) are stacked as arrays, several times cheaper than ``pd.concat``."""
+    import numpy as np
+    import pandas as pd
+
+    first = frames[0]
+    cols = list(first.columns)
+    dtypes = set(first.dtypes)
+    if len(dtypes) == 1 and next(iter(dtypes)).kind in "fiub":
+        dtype = next(iter(dtypes))
+        if all(list(f.columns) == cols and set(f.dtypes) == {dtype} for f in frames[1:]):
+            return pd.DataFrame(np.vstack([f.to_numpy() for f in frames]), columns=cols)
+    return pd.concat(frames, ignore_index=True)
