@@ -94,7 +94,7 @@ def test_readme_serve_and_curl(tmp_path):
 
     store = tmp_path / "store"
     out = run_example(EXAMPLES / "sklearn_elasticnet_wine" / "train.py", store=store, cwd=tmp_path)
-    uri = next(ln.split()[-1] for ln in out.splitlines() if ln.startswith("Model: "))
+    uri = next(ln.split()[1] for ln in out.splitlines() if ln.startswith("Model: "))
     readme = (EXAMPLES.parent / "README.md").read_text()
     assert "evtrack models serve -m runs:/<run_id>/model -p 1234" in readme
     assert CURL_BODY in readme

@@ -172,15 +172,19 @@ def test_log_model_into_the_run_and_load_by_runs_uri(store_uri):
     x, _ = wine_data()
     with evtrack.start_run() as run:
         info = evtrack.sklearn.log_model(wine_model(), name="model", input_example=x.head(2))
-    assert info.model_uri == f"runs:/{run.info.run_id}/model"
+    assert info.model_uri == f"models:/{info.model_id}" and info.model_id.startswith("m-")
     assert info.run_id == run.info.run_id and info.signature is not None
     client = evtrack.MlflowClient(store_uri)
     names = sorted(f.path for f in client.list_artifacts(run.info.run_id, "model"))
     assert "model/MLmodel" in names and "model/model.skops" in names
     meta = Model.load(client.download_artifacts(run.info.run_id, "model/MLmodel"))
     assert meta.run_id == run.info.run_id and meta.artifact_path == "model"
-    model = evtrack.pyfunc.load_model(info.model_uri)
-    assert np.allclose(model.predict(x.head(5)), wine_model().predict(x.head(5)))
+    for uri in (info.model_uri, f"runs:/{run.info.run_id}/model"):
+        model = evtrack.pyfunc.load_model(uri)
+        assert np.allclose(model.predict(x.head(5)), wine_model().predict(x.head(5)))
+    logged = client.get_logged_model(info.model_id)
+    assert (logged.status, logged.source_run_id, logged.name) == ("READY", run.info.run_id, "model")
+    assert meta.model_id == info.model_id
 
 
 def test_fsspec_url_loads(tmp_path):

@@ -141,12 +141,33 @@ def log_model(
     path_in_run = name or artifact_path or "model"
     run = fluent._current()
     run_id = run.info.run_id
-    with tempfile.TemporaryDirectory() as tmp:
-        local = os.path.join(tmp, "model")
-        model = save(path=local, run_id=run_id, artifact_path=path_in_run, **save_kwargs)
-        client = fluent._get_client()
-        client.log_artifacts(run_id, local, path_in_run)
-    model_uri = f"runs:/{run_id}/{path_in_run}"
+    client = fluent._get_client()
+    # MLflow 3: every logged model is an entity (id m-…) linked to its run. Its files
+    # are the run's artifacts at `path_in_run`, so runs:/ URIs and the run's artifact
+    # listing show them too.
+    location = f"{run.info.artifact_uri.rstrip('/')}/{path_in_run}"
+    logged = client._models.create_logged_model(
+        run.info.experiment_id,
+        path_in_run,
+        run_id,
+        tags=save_kwargs.pop("tags", None),
+        params={k: str(v) for k, v in (save_kwargs.pop("params", None) or {}).items()},
+        model_type=save_kwargs.pop("model_type", None),
+        artifact_location=location,
+    )
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            local = os.path.join(tmp, "model")
+            model = save(
+                path=local, run_id=run_id, artifact_path=path_in_run, model_id=logged.model_id,
+                **save_kwargs,
+            )  # fmt: skip
+            client.log_artifacts(run_id, local, path_in_run)
+    except BaseException:
+        client._models.finalize_logged_model(logged.model_id, "FAILED")
+        raise
+    client._models.finalize_logged_model(logged.model_id, "READY")
+    model_uri = f"models:/{logged.model_id}"
     version = None
     if registered_model_name:
         from evtrack.models.registry_api import register_model
@@ -161,7 +182,7 @@ def log_model(
         flavors=model.flavors,
         signature=model.signature,
         saved_input_example_info=model.saved_input_example_info,
-        model_id=model.model_id,
+        model_id=logged.model_id,
         registered_model_version=version,
         name=path_in_run,
     )

@@ -36,6 +36,7 @@ from evtrack.errors import (
     ResourceAlreadyExists,
     RunNotFound,
 )
+from evtrack.models.client_api import ModelsClientMixin
 from evtrack.store.log.layout import Store, get_store
 from evtrack.store.log.writer import Writer, get_writer, now_ms
 from evtrack.tracking import validation
@@ -79,7 +80,7 @@ def _state(store: Store) -> _StoreState:
     return state
 
 
-class MlflowClient:
+class MlflowClient(ModelsClientMixin):
     """MLflow's client API, with MLflow's names, arguments, defaults and errors."""
 
     def __new__(cls, tracking_uri: str | None = None, registry_uri: str | None = None):

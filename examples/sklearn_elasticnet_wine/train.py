@@ -61,7 +61,7 @@ def main(argv: list[str]) -> None:
         mlflow.log_metric("r2", r2)
         mlflow.log_metric("mae", mae)
         info = mlflow.sklearn.log_model(lr, name="model", input_example=train_x.head(3))
-        print(f"Model: {info.model_uri}")
+        print(f"Model: runs:/{info.run_id}/{info.artifact_path} ({info.model_uri})")
 
 
 if __name__ == "__main__":

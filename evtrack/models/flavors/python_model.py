@@ -75,6 +75,7 @@ def save_model(
     model_config: dict[str, Any] | None = None,
     run_id: str | None = None,
     artifact_path: str | None = None,
+    model_id: str | None = None,
     **_: Any,
 ) -> Model:
     if python_model is None:
@@ -82,7 +83,7 @@ def save_model(
     if not callable(getattr(python_model, "predict", None)):
         raise InvalidParameterValue("python_model must have a predict() method.")
     path = saving.prepare_folder(path)
-    model = Model(run_id=run_id, artifact_path=artifact_path, metadata=metadata)
+    model = Model(run_id=run_id, artifact_path=artifact_path, metadata=metadata, model_id=model_id)
     code = saving.copy_code_paths(code_paths, path)
     conf_artifacts = _copy_artifacts(artifacts, path)
     serialization.dump(python_model, os.path.join(path, PICKLE_FILE), serialization.CLOUDPICKLE)

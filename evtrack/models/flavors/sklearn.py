@@ -66,6 +66,7 @@ def save_model(
     skops_trusted_types: list[str] | None = None,
     run_id: str | None = None,
     artifact_path: str | None = None,
+    model_id: str | None = None,
     **_: Any,
 ) -> Model:
     """Write ``sk_model`` as a model folder at ``path`` (which must not exist or be empty)."""
@@ -82,6 +83,7 @@ def save_model(
     path = saving.prepare_folder(path)
     model = mlflow_model or Model()
     model.run_id, model.artifact_path = run_id or model.run_id, artifact_path or model.artifact_path
+    model.model_id = model_id or model.model_id
     if metadata is not None:
         model.metadata = metadata
     code = saving.copy_code_paths(code_paths, path)

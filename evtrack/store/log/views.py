@@ -16,6 +16,9 @@ The views (a public, versioned contract, see ``docs/sql.md``)::
                     counted as 0, then the first logged - MLflow's rule)
     artifacts       experiment_id, run_id, path, size, sha256, time   (current files)
     inputs          experiment_id, run_id, name, digest, context, dataset (JSON)
+    logged_models, logged_model_tags, logged_model_params, registered_models,
+    registered_model_tags, registered_model_aliases, model_versions,
+    model_version_tags      see evtrack.store.log.model_views
 
 Of two events for the same thing, the one with the larger ``(time, seq, writer)`` wins,
 except params, where the first wins (a different value is refused at write time;
@@ -127,6 +130,10 @@ _VIEWS = {
         from ev where kind = 'input'
     """,
 }
+
+from evtrack.store.log.model_views import MODEL_VIEWS  # noqa: E402 - logged models, registry
+
+_VIEWS.update(MODEL_VIEWS)
 
 VIEW_NAMES = tuple(_VIEWS)
 
