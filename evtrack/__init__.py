@@ -70,6 +70,7 @@ def __getattr__(name: str):
         return importlib.import_module(f"evtrack.{name}")
     raise AttributeError(f"module 'evtrack' has no attribute {name!r}")
 
+
 __all__ = [
     "ActiveRun",
     "EvtrackError",
