@@ -523,7 +523,7 @@ def _version(version: Any) -> int:
 
 
 _CLAUSE = re.compile(
-    r"""\s*(?P<ident>`[^`]+`|tags\.`[^`]+`|[A-Za-z_][\w.]*)\s*
+    r"""\s*(?P<ident>`[^`]+`|tags?\.`[^`]+`|[A-Za-z_][\w.]*)\s*
         (?P<op>=|!=|<>|LIKE|ILIKE|IN)\s*
         (?P<value>'(?:[^']|'')*'|"(?:[^"]|"")*"|\((?:[^()])*\)|-?\d+)\s*""",
     re.IGNORECASE | re.VERBOSE,
@@ -555,7 +555,9 @@ def _filter_sql(
                 f"Invalid filter {part!r}: use <attribute> = 'value', LIKE, ILIKE or IN (…), "
                 f"with attributes {sorted(columns)}" + (" or tags.<key>." if tags_view else ".")
             )
-        ident, op, raw = m["ident"].strip("`"), m["op"].upper(), m["value"]
+        ident, op, raw = m["ident"], m["op"].upper(), m["value"]
+        if ident.startswith("`"):
+            ident = ident.strip("`")
         op = "!=" if op == "<>" else op
         if op == "IN":
             items = [_literal(v.strip()) for v in re.findall(r"'(?:[^']|'')*'|-?\d+", raw)]
@@ -564,11 +566,13 @@ def _filter_sql(
             value_sql, values = f"({', '.join('?' * len(items))})", items
         else:
             value_sql, values = "?", [_literal(raw)]
-        if ident.startswith("tags.") and tags_view:
-            key = ident[5:].strip("`")
+        if ident.startswith(("tags.", "tag.")) and tags_view:
+            key = ident.split(".", 1)[1].strip("`")
+            # != matches models without the tag too (MLflow's rule for tag filters)
+            negate, cmp = ("not ", "=") if op == "!=" else ("", op)
             clauses.append(
-                f"exists (select 1 from {tags_view} t where t.name = {name_col} and t.key = ? "
-                f"and t.value {op} {value_sql})"
+                f"{negate}exists (select 1 from {tags_view} t where t.name = {name_col} "
+                f"and t.key = ? and t.value {cmp} {value_sql})"
             )
             params += [key, *values]
         elif ident in columns:
