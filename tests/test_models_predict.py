@@ -77,3 +77,49 @@ def test_errors_are_clean(model_path, tmp_path):
     assert proc.returncode == 1 and "missing inputs" in proc.stderr
     with pytest.raises(InvalidParameterValue, match="does not exist"):
         predict_file(model_path, str(tmp_path / "none.csv"))
+
+
+def test_register_list_alias_cli(tmp_path):
+    import evtrack
+
+    store = str(tmp_path / "store")
+    evtrack.set_tracking_uri(store)
+    x, _ = wine_data()
+    with evtrack.start_run() as run:
+        evtrack.sklearn.log_model(wine_model(), name="model", input_example=x.head(2))
+    evtrack.flush()
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "evtrack.cli", "--tracking-uri", store, "models", *args],
+            env=subprocess_env(), capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+
+    proc = cli("register", "-m", f"runs:/{run.info.run_id}/model", "-n", "wine")
+    assert proc.returncode == 0 and "version 1" in proc.stdout, proc.stderr
+    assert cli("alias", "-n", "wine", "-a", "prod", "-v", "1").returncode == 0
+    out = json.loads(cli("list", "--format", "json").stdout)
+    assert out == [{"name": "wine", "latest_version": "1", "aliases": "prod=1", "description": ""}]
+    versions = json.loads(cli("list", "-n", "wine", "--format", "json").stdout)
+    assert versions[0]["aliases"] == "prod" and versions[0]["run_id"] == run.info.run_id
+    logged = json.loads(cli("list", "-x", run.info.experiment_id, "--format", "json").stdout)
+    assert [m["name"] for m in logged] == ["model"] and logged[0]["status"] == "READY"
+    pd.DataFrame(x.head(3)).to_csv(tmp_path / "in.csv", index=False)
+    proc = cli("predict", "-m", "models:/wine@prod", "-i", str(tmp_path / "in.csv"))
+    assert proc.returncode == 0, proc.stderr
+    assert np.allclose(json.loads(proc.stdout)["predictions"], wine_model().predict(x.head(3)))
+    from models_helpers import CURL_BODY, ServedModel
+
+    srv = ServedModel("models:/wine@prod", tracking_uri=store).start()
+    try:
+        status, body = srv.invoke(CURL_BODY, "application/json; format=pandas-split")
+        meta = json.loads(srv.request("GET", "/v2/models/wine")[1])
+    finally:
+        srv.stop()
+    assert status == 200 and len(body["predictions"]) == 1
+    assert meta["name"] == "wine"  # the V2 name of a registered model is its name
+    proc = cli("alias", "-n", "wine", "-a", "nope", "--delete")
+    assert proc.returncode == 1 and "RESOURCE_DOES_NOT_EXIST" in proc.stderr
+    proc = cli("register", "-m", "runs:/", "-n", "other")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "other" not in cli("list").stdout  # nothing half-made

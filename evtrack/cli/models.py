@@ -121,3 +121,79 @@ def predict_command(
         batch_rows=batch_rows,
         tracking_uri=obj.tracking_uri,
     )
+
+
+@models.command("register")
+@click.option(
+    "--model-uri", "-m", required=True, help="runs:/RUN/PATH, models:/m-…, a path or URL."
+)
+@click.option("--name", "-n", required=True, help="Registered model name (created if missing).")
+@pass_ctx
+@_errors
+def register_command(obj, model_uri: str, name: str) -> None:
+    """Register a model: a new version of NAME whose source is the URI."""
+    from evtrack.models.registry_api import register_model
+
+    mv = register_model(model_uri, name, client=obj.client)
+    click.echo(
+        f"Registered model '{mv.name}' version {mv.version} (models:/{mv.name}/{mv.version})"
+    )
+
+
+@models.command("list")
+@click.option("--name", "-n", default=None, help="Show the versions of this registered model.")
+@click.option(
+    "--logged",
+    "-x",
+    "experiment_id",
+    default=None,
+    help="List the logged models of an experiment instead.",
+)
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table")
+@pass_ctx
+@_errors
+def list_command(obj, name: str | None, experiment_id: str | None, fmt: str) -> None:
+    """List registered models, the versions of one (-n), or logged models (-x)."""
+    from evtrack.cli.main import _emit
+
+    client = obj.client
+    if experiment_id is not None:
+        found = client.search_logged_models([experiment_id])
+        rows = [(m.model_id, m.name, m.status, m.source_run_id, m.artifact_location) for m in found]
+        _emit(["model_id", "name", "status", "source_run_id", "artifact_location"], rows, fmt)
+    elif name is not None:
+        escaped = name.replace("'", "''")
+        found = client.search_model_versions(f"name = '{escaped}'")
+        rows = [(v.version, ",".join(v.aliases), v.source, v.run_id, v.model_id) for v in found]
+        _emit(["version", "aliases", "source", "run_id", "model_id"], rows, fmt)
+    else:
+        found = client.search_registered_models()
+        rows = [
+            (
+                m.name,
+                m.latest_versions[0].version if m.latest_versions else "",
+                ",".join(f"{a}={v}" for a, v in sorted(m.aliases.items())),
+                m.description or "",
+            )
+            for m in found
+        ]
+        _emit(["name", "latest_version", "aliases", "description"], rows, fmt)
+
+
+@models.command("alias")
+@click.option("--name", "-n", required=True)
+@click.option("--alias", "-a", required=True)
+@click.option("--version", "-v", "version", default=None, help="Version the alias points to.")
+@click.option("--delete", is_flag=True, help="Remove the alias.")
+@pass_ctx
+@_errors
+def alias_command(obj, name: str, alias: str, version: str | None, delete: bool) -> None:
+    """Point ALIAS of a registered model at a version (models:/NAME@ALIAS), or --delete it."""
+    if delete:
+        obj.client.delete_registered_model_alias(name, alias)
+        click.echo(f"Removed alias '{alias}' of '{name}'.")
+        return
+    if version is None:
+        raise click.UsageError("Give --version, or --delete to remove the alias.")
+    obj.client.set_registered_model_alias(name, alias, version)
+    click.echo(f"models:/{name}@{alias} -> version {version}")
