@@ -228,3 +228,40 @@ def test_adaptive_batching_keeps_each_answer_with_its_request(batched):
     total = [ln for ln in text.splitlines() if ln.startswith("evtrack_scoring_batch_requests_sum")]
     assert float(total[0].split()[-1]) == 200
     assert float(count[0].split()[-1]) <= 200
+
+
+@pytest.mark.slow
+def test_env_manager_uv_serves_from_a_built_env(tmp_path):
+    """--env-manager uv builds (or reuses) a cached env from the model's requirements and
+    serves from its interpreter."""
+    import shutil
+
+    if shutil.which("uv") is None:
+        pytest.skip("uv is not installed")
+    path = save_wine_model(tmp_path / "wine")
+    srv = ServedModel(str(path), "--env-manager", "uv").start(wait=600)
+    try:
+        status, out = srv.invoke(CURL_BODY, "application/json; format=pandas-split")
+        with open(f"/proc/{srv.proc.pid}/cmdline", "rb") as f:
+            cmdline = f.read().decode()
+    finally:
+        srv.stop()
+    assert "/.cache/evtrack/envs/uv-" in cmdline  # the process became the env's python
+    assert status == 200 and out["predictions"] == [pytest.approx(EXPECTED)]
+
+
+def test_env_manager_needs_the_models_python(tmp_path):
+    import subprocess
+    import sys
+
+    from helpers import subprocess_env
+
+    path = save_wine_model(tmp_path / "wine")
+    (path / "python_env.yaml").write_text("python: 3.2.1\ndependencies: [-r requirements.txt]\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "evtrack.cli", "models", "serve", "-m", str(path),
+         "--env-manager", "virtualenv"],
+        env=subprocess_env(), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 1
+    assert "Python 3.2" in proc.stderr and "Traceback" not in proc.stderr
