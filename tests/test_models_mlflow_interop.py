@@ -9,23 +9,13 @@ import textwrap
 
 import numpy as np
 import pytest
+import test_mlflow_client_compat
 from models_helpers import CURL_BODY, ServedModel, save_wine_model, wine_data, wine_model
 
 import evtrack
 
 pytestmark = pytest.mark.mlflow
-
-
-@pytest.fixture(scope="module")
-def mlflow_python():
-    import mlflow_venv
-
-    if (
-        not (mlflow_venv.venv_dir() / mlflow_venv._MARKER).exists()
-        and not mlflow_venv.mlflow_required()
-    ):
-        pytest.skip("the MLflow venv is not built (python tests/mlflow_venv.py builds it)")
-    return str(mlflow_venv.ensure_mlflow_venv())
+mlflow_python = test_mlflow_client_compat.mlflow_python  # the venv fixture, shared
 
 
 def run_mlflow(python: str, script: str, tmp_path, **env: str) -> dict:

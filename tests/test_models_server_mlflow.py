@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import test_mlflow_client_compat
 from models_helpers import WINE_CSV, wine_data
 from test_models_mlflow_interop import run_mlflow
 
@@ -11,18 +12,7 @@ import evtrack
 from evtrack.server.testing import ServerProcess
 
 pytestmark = pytest.mark.mlflow
-
-
-@pytest.fixture(scope="module")
-def mlflow_python():
-    import mlflow_venv
-
-    if (
-        not (mlflow_venv.venv_dir() / mlflow_venv._MARKER).exists()
-        and not mlflow_venv.mlflow_required()
-    ):
-        pytest.skip("the MLflow venv is not built (python tests/mlflow_venv.py builds it)")
-    return str(mlflow_venv.ensure_mlflow_venv())
+mlflow_python = test_mlflow_client_compat.mlflow_python  # the venv fixture, shared
 
 
 @pytest.fixture(scope="module")
