@@ -250,3 +250,14 @@ def test_import_evtrack_as_mlflow_spellings():
     assert mlflow.sklearn.log_model is evtrack.models.flavors.sklearn.log_model
     assert mlflow.pyfunc.PythonModel is evtrack.models.pyfunc.PythonModel
     assert mlflow.models.infer_signature is infer_signature
+
+
+def test_pickle_needing_a_missing_module_says_which(tmp_path, monkeypatch):
+    monkeypatch.setattr(serialization, "_warned", True)
+    path = tmp_path / "m.pkl"
+    # a pickle of an object from a module that does not exist here
+    path.write_bytes(
+        b"\x80\x04\x95\x1d\x00\x00\x00\x00\x00\x00\x00\x8c\x0fno_such_mod_xyz\x94\x8c\x01C\x94\x93\x94."
+    )
+    with pytest.raises(InvalidParameterValue, match="no_such_mod_xyz"):
+        serialization.load(str(path), "pickle")

@@ -265,3 +265,57 @@ def test_env_manager_needs_the_models_python(tmp_path):
     )  # fmt: skip
     assert proc.returncode == 1
     assert "Python 3.2" in proc.stderr and "Traceback" not in proc.stderr
+
+
+SLOW_MODEL = """
+import time
+import evtrack
+
+
+class Slow(evtrack.pyfunc.PythonModel):
+    def predict(self, context, model_input, params=None):
+        if (model_input["x"] < 0).any():
+            time.sleep(5)
+        if (model_input["x"] == 13).any():
+            raise RuntimeError("unlucky")
+        return model_input["x"] * (params or {}).get("scale", 1.0)
+"""
+
+
+@pytest.fixture(scope="module")
+def slow_served(tmp_path_factory):
+    import sys
+
+    import evtrack
+    from evtrack.models import infer_signature
+
+    folder = tmp_path_factory.mktemp("slow")
+    (folder / "slow_model_for_evtrack_tests.py").write_text(SLOW_MODEL)
+    sys.path.insert(0, str(folder))
+    try:
+        from slow_model_for_evtrack_tests import Slow
+    finally:
+        sys.path.remove(str(folder))
+    example = pd.DataFrame({"x": [1.0, 2.0]})
+    evtrack.pyfunc.save_model(
+        str(folder / "m"),
+        python_model=Slow(),
+        code_paths=[str(folder / "slow_model_for_evtrack_tests.py")],
+        signature=infer_signature(example, example["x"], params={"scale": 1.0}),
+    )
+    srv = ServedModel(str(folder / "m"), "--timeout", "1").start()
+    yield srv
+    srv.stop()
+
+
+def test_timeout_params_and_model_errors(slow_served):
+    status, out = slow_served.invoke({"dataframe_records": [{"x": 2.0}], "params": {"scale": 3}})
+    assert (status, out) == (200, {"predictions": [6.0]})
+    status, out = slow_served.invoke({"dataframe_records": [{"x": -1.0}]})
+    assert status == 503 and "--timeout" in out["message"]
+    status, out = slow_served.invoke({"dataframe_records": [{"x": 2.0}], "params": {"scale": "x"}})
+    assert status == 400 and "scale" in out["message"]
+    status, out = slow_served.invoke({"dataframe_records": [{"x": 13.0}]})
+    assert status == 500 and out["error_code"] == "INTERNAL_ERROR"
+    assert "unlucky" not in out["message"] and "Traceback" not in out["message"]
+    assert slow_served.request("GET", "/ping")[0] == 200  # still serving

@@ -106,4 +106,11 @@ def load(path: str, fmt: str, trusted_types: list[str] | None = None) -> Any:
     else:
         import pickle as pickler
     with open(path, "rb") as f:
-        return pickler.load(f)
+        try:
+            return pickler.load(f)
+        except ModuleNotFoundError as exc:
+            raise InvalidParameterValue(
+                f"Loading {path!r} needs the Python module {exc.name!r}, which is not "
+                "installed here: install it (the model's requirements.txt lists what it was "
+                "saved with), or serve with --env-manager uv."
+            ) from None
