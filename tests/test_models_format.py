@@ -256,8 +256,6 @@ def test_pickle_needing_a_missing_module_says_which(tmp_path, monkeypatch):
     monkeypatch.setattr(serialization, "_warned", True)
     path = tmp_path / "m.pkl"
     # a pickle of an object from a module that does not exist here
-    path.write_bytes(
-        b"\x80\x04\x95\x1d\x00\x00\x00\x00\x00\x00\x00\x8c\x0fno_such_mod_xyz\x94\x8c\x01C\x94\x93\x94."
-    )
+    path.write_bytes(b"cno_such_mod_xyz\nC\n.")  # GLOBAL no_such_mod_xyz.C, STOP
     with pytest.raises(InvalidParameterValue, match="no_such_mod_xyz"):
         serialization.load(str(path), "pickle")
