@@ -13,7 +13,7 @@ import os
 import tempfile
 from typing import Any
 
-from evtrack.errors import InvalidParameterValue
+from evtrack.errors import EvtrackError, InvalidParameterValue
 
 __all__ = ["app_from_handoff", "build_app", "serve"]
 
@@ -58,7 +58,13 @@ def serve(
     tracking_uri: str | None = None,
 ) -> None:
     """Serve ``model_uri`` until interrupted (``evtrack models serve``)."""
-    import uvicorn
+    try:
+        import prometheus_client  # noqa: F401
+        import uvicorn
+    except ImportError as exc:
+        raise EvtrackError(
+            f"Serving needs {exc.name!r}, which is not installed: pip install 'evtrack[serve]'."
+        ) from None
 
     from evtrack.models.uri import download_model
 
