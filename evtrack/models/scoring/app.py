@@ -53,6 +53,7 @@ class ScoringApp:
         batch_max_size: int = 0,
         batch_max_ms: float = 0.0,
         threads: int = 4,
+        multiprocess_metrics: bool = False,
     ) -> None:
         from evtrack import __version__
 
@@ -61,7 +62,7 @@ class ScoringApp:
         self.timeout = timeout
         self.max_body_bytes = max_body_bytes
         self.version = __version__
-        self.metrics = ScoringMetrics()
+        self.metrics = ScoringMetrics(multiprocess_metrics)
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="evtrack-score")
         self._batcher = (
             Batcher(

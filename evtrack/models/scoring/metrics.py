@@ -8,8 +8,6 @@ shows what adaptive batching does). With several workers each process writes to
 
 from __future__ import annotations
 
-import os
-
 __all__ = ["ScoringMetrics"]
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
@@ -17,10 +15,12 @@ _ROW_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 1024, 4096, 16384, 65536, 2621
 
 
 class ScoringMetrics:
-    def __init__(self) -> None:
+    def __init__(self, multiprocess: bool = False) -> None:
         from prometheus_client import CollectorRegistry, Counter, Histogram
 
-        self.multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+        # with workers, prometheus_client writes under PROMETHEUS_MULTIPROC_DIR (set by
+        # `evtrack models serve`) and /metrics sums every worker's files
+        self.multiprocess = multiprocess
         self.registry = CollectorRegistry()
         kw = {} if self.multiprocess else {"registry": self.registry}
         self.requests = Counter(

@@ -27,6 +27,7 @@ def _options(**kw: Any) -> dict[str, Any]:
         "max_body_bytes": int(kw.get("max_body_bytes") or 64 * 1024 * 1024),
         "batch_max_size": int(kw.get("batch_max_size") or 0),
         "batch_max_ms": float(kw.get("batch_max_ms") or 0),
+        "multiprocess_metrics": bool(kw.get("multiprocess_metrics")),
     }
 
 
@@ -40,7 +41,9 @@ def build_app(model_path: str, **options: Any):
 
 def app_from_handoff():
     """uvicorn's factory in worker processes."""
-    data = json.loads(os.environ[_HANDOFF])
+    from evtrack import settings
+
+    data = json.loads(settings.get("scoring_handoff"))
     return build_app(data["model_path"], **data["options"])
 
 
@@ -119,7 +122,9 @@ def serve(
         uvicorn.run(build_app(local, **options), lifespan="on", **common)
         return
     build_app(local, **options)  # fail here, once, if the model cannot load
-    os.environ[_HANDOFF] = json.dumps({"model_path": local, "options": options})
+    options["multiprocess_metrics"] = True
+    # uvicorn's workers are fresh processes: the environment is what they inherit
+    os.environ.update({_HANDOFF: json.dumps({"model_path": local, "options": options})})
     os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="evtrack-prom-"))
     uvicorn.run(
         "evtrack.models.scoring.server:app_from_handoff",
