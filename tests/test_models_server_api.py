@@ -134,3 +134,32 @@ def test_logged_model_endpoints(c):
     )
     assert c.delete(f"{API}/logged-models/{model_id}").status_code == 200
     err(c.get(f"{API}/logged-models/{model_id}"), 404, "RESOURCE_DOES_NOT_EXIST")
+
+
+def test_evtrack_client_over_http(tmp_path):
+    """evtrack's own client with an http:// tracking URI: log_model, registry, models:/ loads."""
+    import numpy as np
+    from models_helpers import wine_data, wine_model
+
+    import evtrack
+    from evtrack.server.testing import ServerProcess
+
+    srv = ServerProcess(str(tmp_path / "store"))
+    srv.start()
+    try:
+        evtrack.set_tracking_uri(srv.url)
+        x, _ = wine_data()
+        with evtrack.start_run() as run:
+            info = evtrack.sklearn.log_model(wine_model(), name="model", input_example=x.head(2))
+        client = evtrack.MlflowClient()
+        logged = client.get_logged_model(info.model_id)
+        assert logged.status == "READY" and logged.artifact_location.startswith("mlflow-artifacts:")
+        evtrack.register_model(info.model_uri, "wine")
+        client.set_registered_model_alias("wine", "prod", 1)
+        want = wine_model().predict(x.head(5))
+        for uri in (info.model_uri, "models:/wine@prod", f"runs:/{run.info.run_id}/model"):
+            assert np.allclose(evtrack.pyfunc.load_model(uri).predict(x.head(5)), want), uri
+        assert client.get_registered_model("wine").aliases == {"prod": "1"}
+        assert [m.name for m in client.search_registered_models("name = 'wine'")] == ["wine"]
+    finally:
+        srv.stop()

@@ -22,6 +22,11 @@ def _kv(items: Any) -> dict[str, str]:
 class ModelsClientMixin:
     @property
     def _models(self):
+        # the implementation follows the tracking URI's scheme, as the client's store does
+        if str(self.tracking_uri).startswith(("http://", "https://")):  # type: ignore[attr-defined]
+            from evtrack.store.rest.models import RestModelStore
+
+            return RestModelStore(self)  # type: ignore[arg-type]
         from evtrack.store.log.models import ModelStore
 
         return ModelStore(self)  # type: ignore[arg-type]

@@ -13,6 +13,10 @@ def _kv(d: dict[str, str]) -> list[dict[str, str]]:
     return [{"key": k, "value": v} for k, v in sorted(d.items())]
 
 
+def _from_kv(items: list[dict[str, str]] | None) -> dict[str, str]:
+    return {i["key"]: i.get("value", "") for i in items or []}
+
+
 @dataclass
 class LoggedModel:
     model_id: str
@@ -50,6 +54,25 @@ class LoggedModel:
             if getattr(self, key):
                 info[key] = getattr(self, key)
         return {"info": info, "data": {"params": _kv(self.params), "metrics": []}}
+
+    @classmethod
+    def from_json(cls, body: dict[str, Any]) -> LoggedModel:
+        info, data = body.get("info", {}), body.get("data", {})
+        status = str(info.get("status", "")).removeprefix("LOGGED_MODEL_")
+        return cls(
+            model_id=info["model_id"],
+            experiment_id=info["experiment_id"],
+            name=info.get("name", ""),
+            artifact_location=info.get("artifact_uri", ""),
+            creation_timestamp=int(info.get("creation_timestamp_ms", 0)),
+            last_updated_timestamp=int(info.get("last_updated_timestamp_ms", 0)),
+            status="FAILED" if status == "UPLOAD_FAILED" else status or "PENDING",
+            status_message=info.get("status_message"),
+            model_type=info.get("model_type"),
+            source_run_id=info.get("source_run_id"),
+            tags=_from_kv(info.get("tags")),
+            params=_from_kv(data.get("params")),
+        )
 
 
 @dataclass
@@ -91,6 +114,24 @@ class ModelVersion:
                 out[key] = getattr(self, key)
         return out
 
+    @classmethod
+    def from_json(cls, body: dict[str, Any]) -> ModelVersion:
+        return cls(
+            name=body["name"],
+            version=str(body["version"]),
+            creation_timestamp=int(body.get("creation_timestamp", 0)),
+            last_updated_timestamp=int(body.get("last_updated_timestamp", 0)),
+            source=body.get("source", ""),
+            run_id=body.get("run_id"),
+            model_id=body.get("model_id"),
+            status=body.get("status", "READY"),
+            description=body.get("description"),
+            current_stage=body.get("current_stage", "None"),
+            run_link=body.get("run_link"),
+            tags=_from_kv(body.get("tags")),
+            aliases=list(body.get("aliases") or []),
+        )
+
 
 @dataclass
 class RegisteredModel:
@@ -114,3 +155,15 @@ class RegisteredModel:
         if self.description:
             out["description"] = self.description
         return out
+
+    @classmethod
+    def from_json(cls, body: dict[str, Any]) -> RegisteredModel:
+        return cls(
+            name=body["name"],
+            creation_timestamp=int(body.get("creation_timestamp", 0)),
+            last_updated_timestamp=int(body.get("last_updated_timestamp", 0)),
+            description=body.get("description"),
+            tags=_from_kv(body.get("tags")),
+            aliases={a["alias"]: str(a["version"]) for a in body.get("aliases") or []},
+            latest_versions=[ModelVersion.from_json(v) for v in body.get("latest_versions") or []],
+        )

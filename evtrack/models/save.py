@@ -163,6 +163,8 @@ def log_model(
                 **save_kwargs,
             )  # fmt: skip
             client.log_artifacts(run_id, local, path_in_run)
+            if logged.artifact_location != location:  # a server chose where the files go
+                client._models.upload(logged, local)
     except BaseException:
         client._models.finalize_logged_model(logged.model_id, "FAILED")
         raise

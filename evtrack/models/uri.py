@@ -48,6 +48,8 @@ def download_model(uri: str, dst: str | None = None, tracking_uri: str | None = 
         from evtrack.models.registry_uri import resolve_models_uri
 
         return download_model(resolve_models_uri(uri, tracking_uri), dst, tracking_uri)
+    if uri.startswith("mlflow-artifacts:"):
+        return _download_proxied(uri, dst, tracking_uri)
     if scheme in ("", "file") or (len(scheme) == 1 and os.name == "nt"):
         local = urlparse(uri).path if scheme == "file" else uri
         if not os.path.exists(local):
@@ -65,3 +67,18 @@ def download_model(uri: str, dst: str | None = None, tracking_uri: str | None = 
     target = os.path.join(dst, os.path.basename(root.rstrip("/")) or "model")
     fs.get(root.rstrip("/") + "/", target, recursive=True)
     return target
+
+
+def _download_proxied(uri: str, dst: str | None, tracking_uri: str | None) -> str:
+    """``mlflow-artifacts:/…`` through the proxy of the http(s) tracking server."""
+    client = _client(tracking_uri)
+    http = getattr(client, "http", None)
+    if http is None:
+        raise InvalidParameterValue(
+            f"{uri!r} is served by a tracking server's artifact proxy: set the tracking URI "
+            "to that server (http://…) to load it."
+        )
+    from evtrack.store.rest.client import ProxiedArtifacts
+
+    dst = dst or tempfile.mkdtemp(prefix="evtrack-model-")
+    return ProxiedArtifacts(http, uri).download(None, os.path.join(dst, "model"))
