@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import textwrap
 
 import numpy as np
 import pytest
@@ -19,26 +16,11 @@ mlflow_python = test_mlflow_client_compat.mlflow_python  # the venv fixture, sha
 
 
 def run_mlflow(python: str, script: str, tmp_path, **env: str) -> dict:
-    path = tmp_path / "script.py"
-    path.write_text(textwrap.dedent(script))
-    proc = subprocess.run(
-        [python, str(path)],
-        cwd=tmp_path,
-        env={
-            **{k: v for k, v in os.environ.items() if not k.startswith(("EVTRACK_", "PYTHONPATH"))},
-            # MLflow 3.17 refuses to deserialize any sklearn model (skops included) without it
-            "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "true",
-            "PYTHONWARNINGS": "ignore",
-            **env,
-        },
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-    assert lines, proc.stderr[-3000:]
-    return json.loads(lines[-1][len("RESULT ") :])
+    """test_mlflow_client_compat's runner; these scripts need no tracking server."""
+    url = env.pop("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/unused.db")
+    # MLflow 3.17 refuses to deserialize any sklearn model (skops included) without it
+    env = {"MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "true", **env}
+    return test_mlflow_client_compat.run_mlflow(python, url, script, tmp_path, env)
 
 
 LOAD = """
