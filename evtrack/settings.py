@@ -144,6 +144,12 @@ SETTINGS: tuple[Setting, ...] = (
         "EVTRACK_SPOOL_DIR",
         "Where segments wait when the tracking server is unreachable at exit (`evtrack sync` sends them). Default: ~/.cache/evtrack/spool.",
     ),
+    Setting(
+        "scoring_handoff",
+        None,
+        "EVTRACK_SCORING_HANDOFF",
+        "Internal: `evtrack models serve -w N` hands the model folder and options to its worker processes here (JSON). Not for users to set.",
+    ),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}

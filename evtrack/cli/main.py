@@ -610,5 +610,9 @@ def sync_command(obj: _Context, server_url: str | None) -> None:
         sys.exit(1)
 
 
+from evtrack.cli.models import models  # noqa: E402 - it needs pass_ctx and _errors from here
+
+main.add_command(models)
+
 if __name__ == "__main__":  # pragma: no cover
     main()

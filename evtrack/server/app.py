@@ -59,7 +59,7 @@ def create_app(
     ``read_only`` refuses every write with ``PERMISSION_DENIED`` (403).
     """
     from evtrack import __version__
-    from evtrack.server import artifacts_proxy, mlflow_api, native, not_supported
+    from evtrack.server import artifacts_proxy, mlflow_api, models_api, native, not_supported
 
     if isinstance(auth, str):
         auth = Auth(token=auth)
@@ -105,6 +105,7 @@ def create_app(
         return Response(__version__, mimetype="text/plain")
 
     mlflow_api.register(app)
+    models_api.register(app)  # before not_supported: its logged-models/search stub yields
     artifacts_proxy.register(app)
     native.register(app)
     not_supported.register(app)

@@ -29,6 +29,7 @@ from evtrack.entities import (
     RunTag,
     ViewType,
 )
+from evtrack.models.client_api import ModelsClientMixin
 from evtrack.store.base import DEFAULT_EXPERIMENT_ID, PagedList, TrackingStore
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -40,7 +41,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["DEFAULT_EXPERIMENT_ID", "MlflowClient", "PagedList"]
 
 
-class MlflowClient:
+class MlflowClient(ModelsClientMixin):
     """MLflow's client API, with MLflow's names, arguments, defaults and errors."""
 
     def __init__(

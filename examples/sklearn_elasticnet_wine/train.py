@@ -6,14 +6,14 @@ The tracking calls are MLflow's, unchanged; only the import differs::
     python examples/sklearn_elasticnet_wine/train.py [alpha] [l1_ratio]
 
 The data is the white wine part of the UCI Wine Quality set (P. Cortez et al., 2009),
-``wine-quality.csv`` next to this file. The model is logged with evtrack's scikit-learn
-flavour when evtrack has one, and otherwise pickled as the artifact ``model/model.pkl``.
+``wine-quality.csv`` next to this file. The model is logged in MLflow's format
+(``MLmodel`` folder, skops file, signature and input example) and can be served::
+
+    evtrack models serve -m runs:/<run_id>/model -p 1234
 """
 
 import os
-import pickle
 import sys
-import tempfile
 import warnings
 
 import numpy as np
@@ -24,28 +24,12 @@ from sklearn.model_selection import train_test_split
 
 import evtrack as mlflow
 
-try:  # the models module (MLmodel folders), where this version of evtrack has it
-    from evtrack import sklearn as model_flavor
-except ImportError:
-    model_flavor = None
-
 
 def eval_metrics(actual, predicted):
     rmse = float(np.sqrt(mean_squared_error(actual, predicted)))
     mae = float(mean_absolute_error(actual, predicted))
     r2 = float(r2_score(actual, predicted))
     return rmse, mae, r2
-
-
-def log_model(model) -> None:
-    if model_flavor is not None:
-        model_flavor.log_model(model, "model")
-        return
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "model.pkl")
-        with open(path, "wb") as f:
-            pickle.dump(model, f)
-        mlflow.log_artifact(path, "model")
 
 
 def main(argv: list[str]) -> None:
@@ -76,7 +60,8 @@ def main(argv: list[str]) -> None:
         mlflow.log_metric("rmse", rmse)
         mlflow.log_metric("r2", r2)
         mlflow.log_metric("mae", mae)
-        log_model(lr)
+        info = mlflow.sklearn.log_model(lr, name="model", input_example=train_x.head(3))
+        print(f"Model: runs:/{info.run_id}/{info.artifact_path} ({info.model_uri})")
 
 
 if __name__ == "__main__":

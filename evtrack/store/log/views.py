@@ -16,6 +16,9 @@ The views (a public, versioned contract, see ``docs/sql.md``)::
                     counted as 0, then the first logged - MLflow's rule, see fold.py)
     artifacts       experiment_id, run_id, path, size, sha256, time   (current files)
     inputs          experiment_id, run_id, name, digest, context, dataset (JSON)
+    logged_models, logged_model_tags, logged_model_params, registered_models,
+    registered_model_tags, registered_model_aliases, model_versions,
+    model_version_tags      see evtrack.store.log.model_views
 
 Which event decides each fact is :mod:`evtrack.store.log.fold`'s rule: of two events for
 the same thing the later by ``(time, seq, writer)`` wins, except params, where the first
@@ -129,6 +132,10 @@ _VIEWS = {
         from ev where kind = 'input'
     """,
 }
+
+from evtrack.store.log.model_views import MODEL_VIEWS  # noqa: E402 - logged models, registry
+
+_VIEWS.update(MODEL_VIEWS)
 
 VIEW_NAMES = tuple(_VIEWS)
 
