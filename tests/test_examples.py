@@ -86,7 +86,6 @@ def test_sklearn_elasticnet_wine(tmp_path):
 
 def test_readme_serve_and_curl(tmp_path):
     """The README's lines: train, `evtrack models serve -m runs:/<id>/model`, the curl."""
-    pytest.importorskip("sklearn")
     from models_helpers import CURL_BODY, ServedModel
 
     store = tmp_path / "store"

@@ -17,27 +17,10 @@ from typing import Any
 
 import click
 
+from evtrack.cli.context import _Context, pass_ctx
 from evtrack.errors import EvtrackError
 
 __all__ = ["main"]
-
-
-class _Context:
-    def __init__(self, tracking_uri: str | None) -> None:
-        self.tracking_uri = tracking_uri
-        self._client = None
-
-    @property
-    def client(self):
-        if self._client is None:
-            from evtrack.store.log.layout import resolve_uri
-            from evtrack.tracking.client import MlflowClient
-
-            self._client = MlflowClient(resolve_uri(self.tracking_uri))
-        return self._client
-
-
-pass_ctx = click.make_pass_decorator(_Context)
 
 
 class EvtrackCliError(click.ClickException):
@@ -610,7 +593,7 @@ def sync_command(obj: _Context, server_url: str | None) -> None:
         sys.exit(1)
 
 
-from evtrack.cli.models import models  # noqa: E402 - it needs pass_ctx and _errors from here
+from evtrack.cli.models import models  # noqa: E402 - subcommands import helpers from here
 
 main.add_command(models)
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import click
 
-from evtrack.cli.main import _errors, pass_ctx
+from evtrack.cli.context import pass_ctx
 
 __all__ = ["models"]
 
@@ -51,7 +51,6 @@ def models() -> None:
 )
 @click.option("--name", default=None, help="Model name in the V2 routes (default: from the URI).")
 @pass_ctx
-@_errors
 def serve_command(
     obj,
     model_uri: str,
@@ -99,7 +98,6 @@ def serve_command(
 )
 @click.option("--batch-rows", default=65536, show_default=True, type=int, help="Rows per batch.")
 @pass_ctx
-@_errors
 def predict_command(
     obj,
     model_uri: str,
@@ -129,7 +127,6 @@ def predict_command(
 )
 @click.option("--name", "-n", required=True, help="Registered model name (created if missing).")
 @pass_ctx
-@_errors
 def register_command(obj, model_uri: str, name: str) -> None:
     """Register a model: a new version of NAME whose source is the URI."""
     from evtrack.models.registry_api import register_model
@@ -151,7 +148,6 @@ def register_command(obj, model_uri: str, name: str) -> None:
 )
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table")
 @pass_ctx
-@_errors
 def list_command(obj, name: str | None, experiment_id: str | None, fmt: str) -> None:
     """List registered models, the versions of one (-n), or logged models (-x)."""
     from evtrack.cli.main import _emit
@@ -186,7 +182,6 @@ def list_command(obj, name: str | None, experiment_id: str | None, fmt: str) -> 
 @click.option("--version", "-v", "version", default=None, help="Version the alias points to.")
 @click.option("--delete", is_flag=True, help="Remove the alias.")
 @pass_ctx
-@_errors
 def alias_command(obj, name: str, alias: str, version: str | None, delete: bool) -> None:
     """Point ALIAS of a registered model at a version (models:/NAME@ALIAS), or --delete it."""
     if delete:
