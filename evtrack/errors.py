@@ -14,8 +14,10 @@ server answers with, so the same object serves Python callers, the CLI and REST:
     │   └── ArtifactNotFound (FileNotFoundError)
     ├── InvalidState                              INVALID_STATE             400
     ├── PermissionDenied (PermissionError)        PERMISSION_DENIED         403
-    └── StoreError                                INTERNAL_ERROR            500
-        └── StoreVersionError                     INTERNAL_ERROR            500
+    ├── StoreError                                INTERNAL_ERROR            500
+    │   └── StoreVersionError                     INTERNAL_ERROR            500
+    └── ExecutionError                            INTERNAL_ERROR            500
+        (a project run that ended FAILED or KILLED: MLflow's ExecutionException)
 
 ``MlflowException`` is an alias of :class:`EvtrackError`, so scripts written for
 MLflow (``except mlflow.exceptions.MlflowException``) keep working with
@@ -28,6 +30,7 @@ __all__ = [
     "ArtifactNotFound",
     "BadRequest",
     "EvtrackError",
+    "ExecutionError",
     "ExperimentNotFound",
     "InvalidFilter",
     "InvalidParameterValue",
@@ -133,6 +136,10 @@ class StoreError(EvtrackError):
 
 class StoreVersionError(StoreError):
     """The store was written by a newer, incompatible evtrack."""
+
+
+class ExecutionError(EvtrackError):
+    """A project run (``evtrack run``, ``evtrack.projects.run``) ended FAILED or KILLED."""
 
 
 _BY_CODE: dict[str, type[EvtrackError]] = {

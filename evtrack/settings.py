@@ -144,6 +144,13 @@ SETTINGS: tuple[Setting, ...] = (
         "EVTRACK_SPOOL_DIR",
         "Where segments wait when the tracking server is unreachable at exit (`evtrack sync` sends them). Default: ~/.cache/evtrack/spool.",
     ),
+    # -- projects: `evtrack run` (evtrack/projects/) --
+    Setting(
+        "projects_cache_dir",
+        None,
+        "EVTRACK_PROJECTS_CACHE_DIR",
+        "Where `evtrack run` keeps git clones and built environments. Default: ~/.cache/evtrack/projects.",
+    ),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}

@@ -553,5 +553,12 @@ def sync_command(obj: _Context, server_url: str | None) -> None:
         sys.exit(1)
 
 
+# -- projects (evtrack/cli/projects.py) ---------------------------------------------------
+
+from evtrack.cli.projects import run_command  # noqa: E402 - needs main, pass_ctx, _errors
+
+main.add_command(run_command)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
