@@ -25,6 +25,7 @@ child, in its own session, keeps running; that window is the same as MLflow's.
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import signal
@@ -447,11 +448,14 @@ class _Execution:
 
     def _monitor(self, proc: subprocess.Popen) -> None:
         sink = self.sink if self.sink is not None else sys.stdout
-        binary = getattr(sink, "buffer", None)
+        if isinstance(sink, (io.RawIOBase, io.BufferedIOBase)):
+            binary = sink
+        else:
+            binary = getattr(sink, "buffer", None)
         assert proc.stdout is not None
         status, reason = "FAILED", None
         try:
-            with open(self.output_path, "wb") as log:
+            with proc.stdout, open(self.output_path, "wb") as log:
                 fd = proc.stdout.fileno()
                 while True:
                     chunk = os.read(fd, 65536)

@@ -53,7 +53,7 @@ def split_uri(uri: str) -> tuple[str, str]:
     """``(uri, subdirectory)`` from ``uri#subdirectory``; the subdirectory stays inside."""
     uri = uri.strip().strip("'\"")
     base, _, sub = uri.partition("#")
-    sub = sub.strip("/")
+    sub = sub.rstrip("/")
     if sub and (os.path.isabs(sub) or ".." in sub.split("/")):
         raise InvalidParameterValue(
             f"Project subdirectory '{sub}' must be a relative path inside the project "
