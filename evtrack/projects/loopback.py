@@ -25,12 +25,16 @@ class LoopbackServer:
     """``LoopbackServer(store_uri).start()``; ``.url``; ``.stop()``."""
 
     def __init__(self, store_uri: str) -> None:
-        from werkzeug.serving import make_server
+        from werkzeug.serving import WSGIRequestHandler, make_server
+
+        class Quiet(WSGIRequestHandler):
+            def log_request(self, code: Any = "-", size: Any = "-") -> None:
+                pass  # the child's own output is what the user watches
 
         self._store_uri = store_uri
         self._app: Callable[..., Iterable[bytes]] | None = None
         self._ready = threading.Event()
-        self._server = make_server("127.0.0.1", 0, self._wsgi, threaded=True)
+        self._server = make_server("127.0.0.1", 0, self._wsgi, threaded=True, request_handler=Quiet)
         self._server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self._server.port}"
         self._thread = threading.Thread(target=self._serve, name="evtrack-loopback", daemon=True)

@@ -380,6 +380,7 @@ class _Execution:
                 start_new_session=True,  # its own process group: Ctrl-C reaches us, not it
             )
         except BaseException as exc:
+            self.build_log = self.build_log or getattr(exc, "log_path", None)
             killed = isinstance(exc, KeyboardInterrupt)
             self._finish("KILLED" if killed else "FAILED", None if killed else _reason(exc))
             raise

@@ -15,6 +15,7 @@ conda) goes through:
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import shlex
@@ -22,7 +23,7 @@ import shutil
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TextIO
 
 from evtrack.errors import EvtrackError
@@ -36,7 +37,10 @@ _SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
 
 
 class BuildFailed(EvtrackError):
-    """An environment build command failed; the message ends with the log's last lines."""
+    """An environment build command failed; the message ends with the log's last lines,
+    ``log_path`` is the whole build log (kept with the run)."""
+
+    log_path: str | None = None
 
 
 def cached_build(
@@ -66,9 +70,11 @@ def cached_build(
                 seconds = time.monotonic() - started
                 with open(os.path.join(folder, MARKER), "w") as f:
                     json.dump({"what": what, "seconds": round(seconds, 3)}, f)
-            except BaseException:
+            except BaseException as exc:
                 shutil.rmtree(folder, ignore_errors=True)
                 log.write("# build failed; the environment folder was removed\n")
+                if isinstance(exc, BuildFailed):
+                    exc.log_path = log_path
                 raise
         print(f"=== Built {what} in {seconds:.1f} s ===", file=out, flush=True)
     return folder, log_path
@@ -100,14 +106,10 @@ def run_step(
     except FileNotFoundError:
         raise BuildFailed(f"Cannot run {argv[0]}: it is not installed.") from None
     progress = _Progress(out, what)
-    tail: list[str] = []
     try:
         assert proc.stdout is not None
-        for line in proc.stdout:
-            log.write(line)
-            log.flush()
-            tail = (tail + [line.rstrip()])[-15:]
-            progress.last_line = line.strip()
+        with proc.stdout:
+            tail = collections.deque(_lines(proc.stdout, log, progress), maxlen=15)
         code = proc.wait()
     except BaseException:
         proc.kill()
@@ -120,6 +122,14 @@ def run_step(
         raise BuildFailed(
             f"Building {what} failed: `{shlex.join(argv)}` exited with status {code}.\n{shown}"
         )
+
+
+def _lines(stream: TextIO, log: TextIO, progress: _Progress) -> Iterator[str]:
+    for line in stream:
+        log.write(line)
+        log.flush()
+        progress.last_line = line.strip()
+        yield line.rstrip()
 
 
 class _Progress:

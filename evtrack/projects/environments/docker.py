@@ -38,7 +38,7 @@ from evtrack.projects.environments.base import (
     Prepared,
     register,
 )
-from evtrack.projects.environments.build import run_step
+from evtrack.projects.environments.build import BuildFailed, run_step
 from evtrack.projects.spec import Project
 
 __all__ = ["DockerManager", "WORKDIR", "docker_arg_flags"]
@@ -141,6 +141,9 @@ def _build_image(docker: str, project: Project, ctx: BuildContext) -> tuple[str,
         with open(log_path, "w", encoding="utf-8") as log:
             argv = [docker, "build", "-t", tag, "-f", dockerfile, project.directory]
             run_step(argv, log, ctx.out, what)
+    except BuildFailed as exc:
+        exc.log_path = log_path
+        raise
     finally:
         if tmp:
             os.unlink(tmp)
