@@ -405,3 +405,30 @@ def test_failed_run_raises_execution_error(tmp_path):
     time.sleep(0)  # nothing to wait for: the status is final when run() returns
     (r,) = evtrack.MlflowClient().search_runs(["0"])
     assert r.info.status == "FAILED"
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_line_on_a_terminal(tmp_path, projects_cache):
+    """While a build runs, a spinner line with the elapsed time and the installer's last
+    line is redrawn on a terminal; the build log gets every line."""
+    from evtrack.projects.environments.build import cached_build
+
+    term = _Terminal()
+    script = (
+        "import time\nfor i in range(4):\n    print('step', i, flush=True)\n    time.sleep(0.2)\n"
+    )
+
+    def build(folder, step):
+        os.makedirs(folder)
+        step([sys.executable, "-c", script])
+
+    folder, log = cached_build("test", f"progress-{time.time_ns()}", "test env", build, term)
+    drawn = term.getvalue()
+    assert "=== Building test env ===" in drawn and "=== Built test env in" in drawn
+    assert "\r⠋ test env" in drawn or "\r⠙ test env" in drawn
+    assert "s step " in drawn  # the last line of the build, shown while it runs
+    assert all(f"\nstep {i}\n" in Path(log).read_text() for i in range(4))

@@ -435,3 +435,36 @@ def test_mlflow_example_from_git_tag_logs_through_loopback(tmp_path, mlflow_pyth
     assert r.data.tags["mlflow_version"].startswith("3.")
     assert r.data.tags["mlflow.source.git.commit"] == commit
     assert r.data.tags["mlflow.project.env"] == "local"
+
+
+def test_wine_example_is_a_project(tmp_path):
+    """``evtrack run examples/sklearn_elasticnet_wine -P alpha=0.5 --env-manager local``."""
+    store = tmp_path / "store"
+    proc = subprocess.run(
+        [sys.executable, "-m", "evtrack.cli", "run", str(ROOT / "examples" / "sklearn_elasticnet_wine"),
+         "-P", "alpha=0.5", "--env-manager", "local"],
+        env=subprocess_env(store), capture_output=True, text=True, timeout=300, cwd=str(tmp_path),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "Elasticnet model (alpha=0.500000, l1_ratio=0.100000)" in proc.stdout
+    (r,) = evtrack.MlflowClient(str(store)).search_runs(["0"])
+    assert r.info.status == "FINISHED"
+    assert r.data.params == {"alpha": "0.5", "l1_ratio": "0.1"}
+    assert set(r.data.metrics) == {"rmse", "r2", "mae"}
+    assert r.data.tags["mlflow.project.entryPoint"] == "main"
+    assert not (ROOT / "examples" / "sklearn_elasticnet_wine" / "evruns").exists()
+
+
+def test_cli_rejects_malformed_options(tmp_path):
+    project = str(simple_project(tmp_path))
+    for args, message in (
+        (["-P", "alpha"], "-P 'alpha' must look like name=value"),
+        (["--env-manager", "nix"], "Invalid value for '--env-manager'"),
+        (["--experiment-id", "404"], "RESOURCE_DOES_NOT_EXIST"),
+    ):
+        proc = subprocess.run(
+            [sys.executable, "-m", "evtrack.cli", "run", project, "--env-manager", "local", *args],
+            env=subprocess_env(tmp_path / "store"), capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert proc.returncode != 0 and message in proc.stderr, proc.stderr
+        assert "Traceback" not in proc.stderr

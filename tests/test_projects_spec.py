@@ -103,11 +103,10 @@ def test_command_quotes_values_and_appends_extra_parameters(project_dir):
     ]  # fmt: skip
 
 
-def test_script_entry_points(project_dir, monkeypatch):
-    monkeypatch.setenv("SHELL", "/bin/bash")
+def test_script_entry_points(project_dir):
     project = load_project(str(project_dir))
     assert project.entry_point("train.py").command == "python train.py"
-    assert project.entry_point("job.sh").command == "/bin/bash job.sh"
+    assert project.entry_point("job.sh").command == "bash job.sh"
     with pytest.raises(ResourceDoesNotExist, match="'nope' among the project's entry points"):
         project.entry_point("nope")
     with pytest.raises(ResourceDoesNotExist, match="does not exist"):

@@ -346,6 +346,13 @@ class _Execution:
         self.scratch = tempfile.mkdtemp(prefix="evtrack-project-")
         self.output_path = os.path.join(self.scratch, "output.log")
         self.storage_dir: str | None = None
+        # The child starts from our environment, minus what would point it elsewhere
+        # (the run's experiment is fixed by its id).
+        self.environ = {
+            k: v
+            for k, v in os.environ.items()
+            if k not in ("EVTRACK_EXPERIMENT_NAME", "MLFLOW_EXPERIMENT_NAME")
+        }
 
     # -- step 3 ---------------------------------------------------------------------
 
@@ -356,7 +363,12 @@ class _Execution:
             declared = self._resolve_paths(storage_dir)
             command = self.plan.entry_point.command_line(declared, self.plan.extra)
             ctx = BuildContext(
-                self.plan.source, self.out, build_image, docker_args, _local_dir(self.artifact_uri)
+                self.plan.source,
+                self.out,
+                build_image,
+                docker_args,
+                _local_dir(self.artifact_uri),
+                self.environ,
             )
             prepared = self.plan.manager.prepare(self.plan.project, ctx)
             self.build_log = prepared.build_log
@@ -438,9 +450,7 @@ class _Execution:
         }
         if mlflow_uri:
             tracking["MLFLOW_TRACKING_URI"] = mlflow_uri
-        env = dict(os.environ)
-        for name in ("EVTRACK_EXPERIMENT_NAME", "MLFLOW_EXPERIMENT_NAME"):
-            env.pop(name, None)  # the run's experiment is fixed by its id
+        env = dict(self.environ)
         env.update(prepared.env)
         env.update(tracking)
         return env, tracking

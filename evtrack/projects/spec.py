@@ -177,7 +177,7 @@ class Project:
         if name in self.entry_points:
             return self.entry_points[name]
         ext = os.path.splitext(name)[1]
-        runners = {".py": "python", ".sh": os.environ.get("SHELL") or "bash"}
+        runners = {".py": "python", ".sh": "bash"}
         if ext in runners:
             if not os.path.isfile(os.path.join(self.directory, name)):
                 raise ResourceDoesNotExist(

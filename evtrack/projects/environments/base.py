@@ -51,6 +51,8 @@ class BuildContext:
     docker_args: Mapping[str, str | bool] = field(default_factory=dict)
     #: The run's artifact folder when it is local (a container gets it mounted).
     artifact_dir: str | None = None
+    #: The environment the child starts from (the runner's, decided in one place).
+    environ: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass

@@ -117,7 +117,7 @@ class DockerManager(EnvManager):
             if isinstance(entry, list):
                 env[str(entry[0])] = str(entry[1])
             else:
-                env[entry] = os.environ[entry]
+                env[entry] = ctx.environ[entry]
         for key, value in env.items():
             base += ["-e", f"{key}={value}"]
         base += docker_arg_flags(ctx.docker_args)

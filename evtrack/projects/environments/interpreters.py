@@ -1,8 +1,8 @@
 """Finding a Python interpreter of a given version on this machine, never downloading one.
 
 Looked at, in order: the interpreter running evtrack, ``pythonX.Y`` / ``python3`` /
-``python`` on ``PATH``, and pyenv's installs (``$PYENV_ROOT/versions/*`` or
-``~/.pyenv/versions/*``). A requested ``3.11`` matches any ``3.11.x`` (the newest wins),
+``python`` on ``PATH``, and pyenv's installs (``<root>/versions/*``, the root being
+``~/.pyenv`` or the one of the ``pyenv`` command or shims on ``PATH``). A requested ``3.11`` matches any ``3.11.x`` (the newest wins),
 ``3.11.7`` only itself. pyenv's shims are skipped: they answer for whatever version is
 selected in the current folder, not for the one asked. Candidates on PATH are asked for
 their version (one quick subprocess each), pyenv's folders are read by name.
@@ -40,10 +40,22 @@ def _version_of(python: str) -> tuple[int, ...] | None:
     return tuple(int(p) for p in out.split(".")) if re.fullmatch(r"\d+\.\d+\.\d+", out) else None
 
 
+def _pyenv_roots() -> set[str]:
+    """pyenv's root: ``~/.pyenv``, or found from ``pyenv`` / its shims on PATH (a root
+    holds ``bin/pyenv`` or ``libexec/pyenv``, and ``shims/``, next to ``versions/``)."""
+    roots = {os.path.expanduser("~/.pyenv")}
+    for tool in ("pyenv", "python", "python3"):
+        path = shutil.which(tool)
+        if path:
+            for p in (path, os.path.realpath(path)):
+                roots.add(os.path.dirname(os.path.dirname(p)))
+    return {r for r in roots if os.path.isdir(os.path.join(r, "versions"))}
+
+
 def _pyenv_versions() -> list[tuple[tuple[int, ...], str]]:
-    root = os.environ.get("PYENV_ROOT") or os.path.expanduser("~/.pyenv")
     found = []
-    for folder in glob.glob(os.path.join(root, "versions", "*")):
+    folders = [f for root in _pyenv_roots() for f in glob.glob(os.path.join(root, "versions", "*"))]
+    for folder in folders:
         name = os.path.basename(folder)
         python = os.path.join(folder, "bin", "python")
         if re.fullmatch(r"\d+\.\d+\.\d+", name) and os.access(python, os.X_OK):

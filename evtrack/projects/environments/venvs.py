@@ -91,7 +91,7 @@ class _VenvManager(EnvManager):
         bin_dir = os.path.join(folder, "bin")
         return Prepared(
             self.name,
-            env={"PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""), "VIRTUAL_ENV": folder},
+            env={"PATH": bin_dir + os.pathsep + ctx.environ.get("PATH", ""), "VIRTUAL_ENV": folder},
             has_mlflow=_has_package(folder, "mlflow"),
             build_log=log,
         )
