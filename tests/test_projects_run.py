@@ -285,7 +285,8 @@ def wait_for_line(proc: subprocess.Popen, text: str, timeout: float = 60) -> str
     raise AssertionError(f"never saw {text!r}; output so far:\n{seen}")
 
 
-def test_sigterm_kills_the_child_group_and_records_killed(tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
+def test_signal_kills_the_child_group_and_records_killed(tmp_path, sig):
     pids = tmp_path / "pids"
     project = make_project(
         tmp_path / "p",
@@ -305,7 +306,7 @@ def test_sigterm_kills_the_child_group_and_records_killed(tmp_path):
     ) as proc:  # fmt: skip
         try:
             wait_for_line(proc, "ready")
-            proc.send_signal(signal.SIGTERM)
+            proc.send_signal(sig)
             assert proc.wait(60) == 130
         finally:
             if proc.poll() is None:

@@ -1,11 +1,12 @@
 """Finding a Python interpreter of a given version on this machine, never downloading one.
 
-Looked at, in order: the interpreter running evtrack, ``pythonX.Y`` / ``python3`` /
-``python`` on ``PATH``, and pyenv's installs (``<root>/versions/*``, the root being
-``~/.pyenv`` or the one of the ``pyenv`` command or shims on ``PATH``). A requested ``3.11`` matches any ``3.11.x`` (the newest wins),
-``3.11.7`` only itself. pyenv's shims are skipped: they answer for whatever version is
-selected in the current folder, not for the one asked. Candidates on PATH are asked for
-their version (one quick subprocess each), pyenv's folders are read by name.
+The interpreter running evtrack is used when it matches (nothing else is looked at, so a
+warm run starts no probe). Otherwise: pyenv's installs (``<root>/versions/X.Y.Z``, the root
+being ``~/.pyenv`` or the one of the ``pyenv`` command or shims on ``PATH``), read by
+name, and ``pythonX.Y`` on ``PATH`` (``python3`` / ``python`` only when nothing matched),
+asked for its version by one quick subprocess. A requested ``3.11`` matches any
+``3.11.x`` (the newest wins), ``3.11.7`` only itself. pyenv's shims are skipped: they
+answer for whatever version is selected in the current folder, not for the one asked.
 """
 
 from __future__ import annotations
@@ -73,17 +74,21 @@ def find_python(requested: str | None) -> tuple[str, str]:
         raise EnvironmentUnavailable(
             f"Python version '{requested}' is not a version number like 3.11 or 3.11.7."
         )
-    candidates: list[tuple[tuple[int, ...], str]] = []
-    if _matches(requested, current):
-        candidates.append((current, sys.executable))
+    if _matches(requested, current):  # the interpreter running evtrack will do: no probes
+        return sys.executable, ".".join(map(str, current))
+    candidates = [(v, p) for v, p in _pyenv_versions() if _matches(requested, v)]
+    known = {os.path.realpath(p) for _, p in candidates} | {os.path.realpath(sys.executable)}
     major_minor = ".".join(requested.split(".")[:2])
     for name in (f"python{major_minor}", "python3", "python"):
         path = shutil.which(name)
-        if path and "/shims/" not in path:
-            version = _version_of(path)
-            if version and _matches(requested, version):
-                candidates.append((version, path))
-    candidates += [(v, p) for v, p in _pyenv_versions() if _matches(requested, v)]
+        if not path or "/shims/" in path or os.path.realpath(path) in known:
+            continue
+        if candidates and name != f"python{major_minor}":
+            break  # python3/python are probed only when nothing better was found
+        known.add(os.path.realpath(path))
+        version = _version_of(path)
+        if version and _matches(requested, version):
+            candidates.append((version, path))
     if not candidates:
         have = sorted(
             {".".join(map(str, v)) for v, _ in _pyenv_versions()} | {".".join(map(str, current))}
