@@ -112,6 +112,8 @@ def test_bad_values_fail_before_any_run_exists(tmp_path):
         run(project, entry_point="nope", env_manager="local")
     with pytest.raises(ResourceDoesNotExist, match="does not exist"):
         run(str(tmp_path / "missing"), env_manager="local")
+    with pytest.raises(InvalidParameterValue, match="needs a git repository"):
+        run(project, version="v1", env_manager="local")
     assert client.search_runs(["0"]) == []
     # The CLI: a clean message with the error code, exit status 1, no traceback.
     proc = subprocess.run(

@@ -25,6 +25,7 @@ child, in its own session, keeps running; that window is the same as MLflow's.
 
 from __future__ import annotations
 
+import codecs
 import io
 import os
 import shutil
@@ -464,6 +465,8 @@ class _Execution:
         else:
             binary = getattr(sink, "buffer", None)
         assert proc.stdout is not None
+        # A chunk may end inside a UTF-8 character: decode incrementally for text sinks.
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         status, reason = "FAILED", None
         try:
             with proc.stdout, open(self.output_path, "wb") as log:
@@ -479,7 +482,7 @@ class _Execution:
                             binary.write(chunk)
                             binary.flush()
                         else:
-                            sink.write(chunk.decode("utf-8", "replace"))
+                            sink.write(decoder.decode(chunk))
                             sink.flush()
                     except (OSError, ValueError):
                         pass  # our stdout went away (closed pipe): keep the log going

@@ -15,7 +15,6 @@ Managers register themselves with :func:`register` (``local``, ``uv``, ``virtual
 from __future__ import annotations
 
 import importlib
-import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TextIO
@@ -79,9 +78,6 @@ class Prepared:
         """The argv that runs the shell ``command``; ``child_env`` is what the child must
         see (a container needs it passed explicitly)."""
         return [*self.prefix, "bash", "-c", command]
-
-    def describe(self, command: str) -> str:
-        return shlex.join(self.argv(command, {}))
 
 
 class EnvManager:
