@@ -93,6 +93,12 @@ def main() -> None:
                         note="virtualenv + pip install"))  # fmt: skip
 
         # -- warm first line ------------------------------------------------------------
+        # The floor at this moment: a bare interpreter printing a line (the machine's load
+        # moves every figure; this one says by how much).
+        bare = [sys.executable, "-c", "print('first line', flush=True)"]
+        floor = statistics.median(first_line(bare, env, root.path)[0] for _ in range(repeats))
+        rows.append(Row("floor: bare `python -c print(...)`", "s", floor,
+                        note="no evtrack; the machine's load at this moment"))  # fmt: skip
         store = root.sub("store") / "warm"
         for manager in ("local", "uv"):
             first_line(evtrack_argv(project, store, manager), env, root.path)  # warm up
