@@ -352,7 +352,7 @@ def test_docker_command_lines_and_child_logs_through_loopback(tmp_path, monkeypa
     folder = project(
         tmp_path / "p",
         """
-        name: Docker-Demo
+        name: Docker Demo!
         docker_env:
           image: python:3.11-slim
           volumes: ["/tmp:/data"]

@@ -25,6 +25,7 @@ these command lines through a stand-in ``docker`` on PATH.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -126,7 +127,9 @@ class DockerManager(EnvManager):
 
 def _build_image(docker: str, project: Project, ctx: BuildContext) -> tuple[str, str]:
     commit = ctx.source.git_commit
-    tag = f"{(project.name or 'evtrack-project').lower()}:{commit[:7] if commit else 'latest'}"
+    # Docker repository names: lowercase letters, digits and . _ - only.
+    name = re.sub(r"[^a-z0-9._-]+", "-", (project.name or "evtrack-project").lower()).strip("-._")
+    tag = f"{name or 'evtrack-project'}:{commit[:7] if commit else 'latest'}"
     dockerfile = os.path.join(project.directory, "Dockerfile")
     tmp = None
     if not os.path.isfile(dockerfile):
