@@ -432,3 +432,34 @@ def test_progress_line_on_a_terminal(tmp_path, projects_cache):
     assert "\r⠋ test env" in drawn or "\r⠙ test env" in drawn
     assert "s step " in drawn  # the last line of the build, shown while it runs
     assert all(f"\nstep {i}\n" in Path(log).read_text() for i in range(4))
+
+
+def test_interrupted_build_leaves_nothing_and_is_rebuilt(tmp_path, projects_cache):
+    """Ctrl-C (or a failure) in the middle of a build removes the half-built folder; the
+    next run builds it again instead of trusting it."""
+    from evtrack.projects.environments.build import cached_build
+
+    key = f"interrupt-{time.time_ns()}"
+
+    def interrupted(folder, step):
+        os.makedirs(folder)
+        Path(folder, "half").write_text("x")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        cached_build("test", key, "test env", interrupted, io.StringIO())
+    assert not (projects_cache / "envs" / f"test-{key}").exists()
+
+    # A build that died without cleaning up (kill -9): a folder without the marker.
+    (projects_cache / "envs" / f"test-{key}").mkdir()
+    built = []
+
+    def build(folder, step):
+        assert not os.path.exists(folder)  # the leftover was removed first
+        os.makedirs(folder)
+        built.append(folder)
+
+    folder, _ = cached_build("test", key, "test env", build, io.StringIO())
+    assert built == [folder] and (Path(folder) / ".evtrack-env-ok").exists()
+    assert cached_build("test", key, "test env", build, io.StringIO())[0] == folder
+    assert len(built) == 1  # the finished build is reused
