@@ -9,8 +9,8 @@
 * **cold build**: the same small ``python_env.yaml`` (one tiny requirement) built from an
   empty cache by ``uv`` and by ``virtualenv`` + pip, as reported by the build itself.
 
-The project's command is ``python -c "print(...)"``: what is measured is evtrack's
-overhead, not the training. Figures vary with the machine's load (2 shared cores here).
+The project's command is ``python -c "print(...)"``, with this interpreter first on
+PATH (not a pyenv shim): what is measured is the runners' overhead, not the training. Figures vary with the machine's load (2 shared cores here).
 
     python benchmarks/bench_projects.py [--quick] [--no-mlflow]
 """
@@ -74,6 +74,9 @@ def main() -> None:
     with TempRoot("bench-projects", args.keep) as root:
         project = make_project(root.sub("project"))
         env = dict(os.environ, EVTRACK_PROJECTS_CACHE_DIR=str(root.sub("cache")))
+        # `python` in the command is this interpreter, not a pyenv shim (which alone costs
+        # 0.1-0.4 s here): the figures are the runners' overhead, on both sides.
+        env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env["PATH"]
         env.pop("EVTRACK_TRACKING_URI", None)
 
         # -- cold builds ------------------------------------------------------------
