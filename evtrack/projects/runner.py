@@ -503,6 +503,15 @@ class _Execution:
         finally:
             self._finish(status, reason)
 
+    def _save_logs(self) -> None:
+        run_id = self.submitted.run_id
+        if os.path.isfile(self.output_path):
+            self.client.log_artifact(run_id, self.output_path, "project")
+        if self.build_log and os.path.isfile(self.build_log):
+            copy = os.path.join(self.scratch, "environment-build.log")
+            shutil.copyfile(self.build_log, copy)
+            self.client.log_artifact(run_id, copy, "project")
+
     def _finish(self, status: str, reason: str | None) -> None:
         run_id = self.submitted.run_id
         try:
@@ -511,12 +520,10 @@ class _Execution:
             if reason:
                 print(f"=== Run {run_id} {status}: {reason} ===", file=self.out, flush=True)
                 self.client.set_tag(run_id, ERROR_TAG, reason[:5000])
-            if os.path.isfile(self.output_path):
-                self.client.log_artifact(run_id, self.output_path, "project")
-            if self.build_log and os.path.isfile(self.build_log):
-                copy = os.path.join(self.scratch, "environment-build.log")
-                shutil.copyfile(self.build_log, copy)
-                self.client.log_artifact(run_id, copy, "project")
+            try:
+                self._save_logs()
+            except Exception as exc:  # noqa: BLE001 - the status matters more than the logs
+                print(f"=== Run {run_id}: logs not saved: {exc} ===", file=self.out, flush=True)
             self.client.set_terminated(run_id, status)
             self.client.flush()
             if reason is None:
