@@ -31,6 +31,7 @@ __all__ = [
     "BadRequest",
     "EvtrackError",
     "ExecutionError",
+    "ExecutionException",
     "ExperimentNotFound",
     "InvalidFilter",
     "InvalidParameterValue",
@@ -140,6 +141,9 @@ class StoreVersionError(StoreError):
 
 class ExecutionError(EvtrackError):
     """A project run (``evtrack run``, ``evtrack.projects.run``) ended FAILED or KILLED."""
+
+
+ExecutionException = ExecutionError  # MLflow's name (mlflow.exceptions.ExecutionException)
 
 
 _BY_CODE: dict[str, type[EvtrackError]] = {
