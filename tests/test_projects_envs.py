@@ -24,7 +24,10 @@ from evtrack.projects.environments import default_manager
 from evtrack.projects.environments.base import EnvironmentUnavailable
 from evtrack.projects.spec import load_project
 
-SHOW = "python -c 'import sys, six; print(sys.version.split()[0], sys.prefix, six.__version__)'"
+SHOW = (
+    "python -c 'import os, sys, six; "
+    'print(sys.version.split()[0], sys.prefix, six.__version__, os.environ.get(\\"PYTHONPATH\\"))\''
+)
 
 
 @pytest.fixture(autouse=True)
@@ -70,8 +73,9 @@ def test_venv_managers_build_once_and_reuse(tmp_path, manager, projects_cache):
         submitted = run(str(folder), env_manager=manager, stdout=out, stderr=err)
         runs.append((submitted.run_id, out.getvalue(), err.getvalue()))
     (first_id, first_out, first_err), (second_id, second_out, second_err) = runs
-    version, prefix, six_version = first_out.split()
+    version, prefix, six_version, pythonpath = first_out.split()
     assert version == "3.12.1"  # pyenv's interpreter, found locally
+    assert os.environ.get("PYTHONPATH") and pythonpath == "None"  # ours is not passed in
     assert Path(prefix).parent == projects_cache / "envs"
     assert Path(prefix).name.startswith(f"{manager}-")
     assert second_out == first_out  # the same environment, reused

@@ -452,6 +452,9 @@ class _Execution:
         if mlflow_uri:
             tracking["MLFLOW_TRACKING_URI"] = mlflow_uri
         env = dict(self.environ)
+        if prepared.isolated:
+            env.pop("PYTHONPATH", None)
+            env.pop("PYTHONHOME", None)
         env.update(prepared.env)
         env.update(tracking)
         return env, tracking

@@ -73,6 +73,9 @@ class Prepared:
     tags: dict[str, str] = field(default_factory=dict)
     #: argv prefix that runs ``bash -c <command>`` in the environment (empty: run directly).
     prefix: Sequence[str] = ()
+    #: A built environment: the runner's ``PYTHONPATH``/``PYTHONHOME`` are not passed in
+    #: (they point at the runner's packages, maybe for another Python version).
+    isolated: bool = False
 
     def argv(self, command: str, child_env: Mapping[str, str]) -> list[str]:
         """The argv that runs the shell ``command``; ``child_env`` is what the child must

@@ -87,4 +87,6 @@ class CondaManager(EnvManager):
         has_mlflow = bool(
             glob.glob(os.path.join(folder, "lib", "python*", "site-packages", "mlflow"))
         )
-        return Prepared(self.name, has_mlflow=has_mlflow, build_log=log, prefix=prefix)
+        return Prepared(
+            self.name, has_mlflow=has_mlflow, build_log=log, prefix=prefix, isolated=True
+        )

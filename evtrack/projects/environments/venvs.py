@@ -94,6 +94,7 @@ class _VenvManager(EnvManager):
             env={"PATH": bin_dir + os.pathsep + ctx.environ.get("PATH", ""), "VIRTUAL_ENV": folder},
             has_mlflow=_has_package(folder, "mlflow"),
             build_log=log,
+            isolated=True,
         )
 
 
