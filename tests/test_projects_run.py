@@ -13,6 +13,7 @@ import sys
 import textwrap
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -369,7 +370,7 @@ def test_detach_returns_the_run_id_and_runs_in_background(tmp_path):
 
 
 def test_memory_store_child_logs_through_loopback_server(tmp_path):
-    evtrack.set_tracking_uri("memory://projects-loopback")
+    evtrack.set_tracking_uri(f"memory://projects-loopback-{uuid.uuid4().hex[:12]}")
     submitted = run(str(simple_project(tmp_path)), parameters={"alpha": "7"}, env_manager="local",
                     stdout=io.StringIO())  # fmt: skip
     assert evtrack.MlflowClient().get_run(submitted.run_id).data.metrics == {"m": 7.0}
