@@ -155,6 +155,19 @@ def test_bad_path_parameter_ends_failed_not_running(tmp_path):
     assert r.data.params == {"data": str(tmp_path / "nope.csv")}
 
 
+def test_relative_path_default_is_a_file_of_the_project(tmp_path, monkeypatch):
+    project = make_project(
+        tmp_path / "p",
+        "entry_points:\n  main:\n    parameters: {data: {type: path, default: d.txt}}\n"
+        "    command: 'echo {data}'\n",
+        d__txt="x",
+    )
+    monkeypatch.chdir(tmp_path)  # not the project folder
+    out = io.StringIO()
+    run(str(project), env_manager="local", stdout=out)
+    assert out.getvalue().strip() == str(project / "d.txt")
+
+
 @pytest.fixture
 def http_folder(tmp_path):
     """A loopback HTTP server over tmp_path/www."""

@@ -414,11 +414,16 @@ class _Execution:
             value = declared[name]
             local = value[len("file://") :] if value.startswith("file://") else value
             if "://" not in local:
-                if not os.path.exists(local):
+                # Relative to where `evtrack run` was started, as in MLflow; else to the
+                # project (a default like `data.csv` names a file of the project).
+                inside = os.path.join(self.plan.source.work_dir, local)
+                found = [p for p in (local, inside) if os.path.exists(p)]
+                if not found:
                     raise InvalidParameterValue(
-                        f"Parameter '{name}' is a path, and {value} does not exist."
+                        f"Parameter '{name}' is a path, and {value} does not exist "
+                        f"(here or in the project)."
                     )
-                declared[name] = os.path.abspath(local)
+                declared[name] = os.path.abspath(found[0])
                 continue
             if self.storage_dir is None:
                 base = storage_dir or self.scratch
