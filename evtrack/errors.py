@@ -17,6 +17,8 @@ server answers with, so the same object serves Python callers, the CLI and REST:
     ├── StoreError                                INTERNAL_ERROR            500
     │   ├── StoreVersionError                     INTERNAL_ERROR            500
     │   └── MissingDependency (ImportError)       INTERNAL_ERROR            500
+    ├── ExecutionError                            INTERNAL_ERROR            500
+    │   (a project run that ended FAILED or KILLED: MLflow's ExecutionException)
     └── TransientError                            TEMPORARILY_UNAVAILABLE   503
         ├── StoreUnavailable (OSError)            TEMPORARILY_UNAVAILABLE   503
         └── ConcurrentUpdate                      ABORTED                   409
@@ -38,6 +40,8 @@ __all__ = [
     "ArtifactNotFound",
     "BadRequest",
     "EvtrackError",
+    "ExecutionError",
+    "ExecutionException",
     "ExperimentNotFound",
     "InvalidFilter",
     "InvalidParameterValue",
@@ -172,6 +176,13 @@ class ConcurrentUpdate(TransientError):
 
     error_code = "ABORTED"
     http_status = 409
+
+
+class ExecutionError(EvtrackError):
+    """A project run (``evtrack run``, ``evtrack.projects.run``) ended FAILED or KILLED."""
+
+
+ExecutionException = ExecutionError  # MLflow's name (mlflow.exceptions.ExecutionException)
 
 
 _BY_CODE: dict[str, type[EvtrackError]] = {

@@ -150,6 +150,13 @@ SETTINGS: tuple[Setting, ...] = (
         "EVTRACK_SCORING_HANDOFF",
         "Internal: `evtrack models serve -w N` hands the model folder and options to its worker processes here (JSON). Not for users to set.",
     ),
+    # -- projects: `evtrack run` (evtrack/projects/) --
+    Setting(
+        "projects_cache_dir",
+        None,
+        "EVTRACK_PROJECTS_CACHE_DIR",
+        "Where `evtrack run` keeps git clones and built environments. Default: ~/.cache/evtrack/projects.",
+    ),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}

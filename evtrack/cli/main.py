@@ -593,9 +593,14 @@ def sync_command(obj: _Context, server_url: str | None) -> None:
         sys.exit(1)
 
 
-from evtrack.cli.models import models  # noqa: E402 - subcommands import helpers from here
+# -- subcommands in modules of their own (they import helpers from here) ------------------
+
+from evtrack.cli.models import models  # noqa: E402
+from evtrack.cli.projects import run_command  # noqa: E402
 
 main.add_command(models)
+main.add_command(run_command)
+
 
 if __name__ == "__main__":  # pragma: no cover
     main()

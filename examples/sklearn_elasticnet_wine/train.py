@@ -5,6 +5,10 @@ The tracking calls are MLflow's, unchanged; only the import differs::
     pip install 'evtrack[sklearn]'
     python examples/sklearn_elasticnet_wine/train.py [alpha] [l1_ratio]
 
+or as a project (``MLproject`` next to this file), recorded as a run with its parameters::
+
+    evtrack run examples/sklearn_elasticnet_wine -P alpha=0.5 --env-manager local
+
 The data is the white wine part of the UCI Wine Quality set (P. Cortez et al., 2009),
 ``wine-quality.csv`` next to this file. The model is logged in MLflow's format
 (``MLmodel`` folder, skops file, signature and input example) and can be served::
@@ -22,7 +26,10 @@ from sklearn.linear_model import ElasticNet
 from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
 from sklearn.model_selection import train_test_split
 
-import evtrack as mlflow
+try:
+    import evtrack as mlflow
+except ImportError:  # a project environment without evtrack: MLflow's client, same calls
+    import mlflow
 
 
 def eval_metrics(actual, predicted):
