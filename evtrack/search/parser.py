@@ -159,6 +159,9 @@ class _Token:
 
 def _tokenize(text: str) -> list[_Token]:
     """Split ``text`` into tokens; a ``.`` is only legal glued between two name parts."""
+    from evtrack.tracking.validation import check_text
+
+    check_text(text, "filter")  # a lone surrogate would only fail later, inside DuckDB
     tokens: list[_Token] = []
     pos = 0
     while pos < len(text):

@@ -80,7 +80,9 @@ __all__ = [
     "check_tag",
     "check_tag_key",
     "check_tag_value",
+    "check_text",
     "check_timestamp",
+    "check_unicode",
     "clear_key_cache",
 ]
 
@@ -179,6 +181,45 @@ def _too_long(entity: str, limit: int, length: int, hint: str) -> InvalidParamet
     return InvalidParameterValue(
         f"'{entity}' exceeds the maximum length of {limit} characters (got {length}). {hint}"
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Text: every string that becomes an event must be encodable as UTF-8
+# ---------------------------------------------------------------------------------------------
+
+#: A lone UTF-16 surrogate (U+D800..U+DFFF): JSON's "\ud800" decodes to one, and UTF-8
+#: cannot encode it, so it would fail only when the event is written (a 500, half a write).
+_SURROGATE_RE = re.compile("[\ud800-\udfff]")
+
+
+def check_text(value: Any, path: str = "value") -> Any:
+    """``value`` unchanged, unless it is a string holding a lone UTF-16 surrogate.
+
+    Cheap on the hot path: ASCII strings (nearly all keys and values) skip the scan.
+    Non-strings are returned as they are; their own checks decide about them.
+    """
+    if type(value) is str and not value.isascii() and _SURROGATE_RE.search(value):
+        at = _SURROGATE_RE.search(value).start()  # type: ignore[union-attr]
+        raise InvalidParameterValue(
+            f"Invalid value for parameter '{path}' supplied: it holds a lone UTF-16 surrogate"
+            f" (U+{ord(value[at]):04X} at character {at}), which is not valid Unicode text."
+            " Send valid UTF-8 (a surrogate pair must encode one character, e.g. \\ud83d\\ude00)."
+        )
+    return value
+
+
+def check_unicode(data: Any, path: str = "body", depth: int = 0) -> Any:
+    """:func:`check_text` on every string (keys too) of a decoded JSON document."""
+    if isinstance(data, str):
+        return check_text(data, path)
+    if isinstance(data, dict):
+        for k, v in data.items():
+            check_text(k, path)
+            check_unicode(v, f"{path}.{k}" if isinstance(k, str) and k.isascii() else path)
+    elif isinstance(data, list):
+        for i, v in enumerate(data):
+            check_unicode(v, f"{path}[{i}]")
+    return data
 
 
 # ---------------------------------------------------------------------------------------------
@@ -477,6 +518,11 @@ def _as_arrow(data: Any, name: str) -> pa.Array:
         )
     try:
         return pa.array(data)
+    except OverflowError:
+        raise InvalidParameterValue(
+            f"Invalid value for parameter '{name}': a number does not fit in 64 bits. Steps"
+            " and timestamps must be in -2**63..2**63-1 (timestamps non-negative)."
+        ) from None
     except (pa.ArrowException, TypeError, ValueError) as exc:
         raise InvalidParameterValue(
             f"Invalid value for parameter '{name}': cannot read it as a 1-D numeric array"
@@ -599,6 +645,7 @@ def check_metric_arrays(
 
 def _limit_text(entity: str, limit: int, value: Any, truncate: bool, hint: str) -> str:
     text = value if type(value) is str else str(value)  # MLflow's client logs str(value)
+    check_text(text, entity)
     if len(text) <= limit:
         return text
     if truncate:
@@ -656,7 +703,7 @@ def check_tag(key: Any, value: Any, *, truncate: bool = True) -> tuple[str, str]
 def check_experiment_tag(key: Any, value: Any) -> tuple[str, str]:
     """``(key, value)`` of an experiment tag: value up to 20,000 characters, never truncated."""
     key = check_tag_key(key)  # MAX_EXPERIMENT_TAG_KEY_LENGTH == MAX_ENTITY_KEY_LENGTH
-    text = value if type(value) is str else str(value)
+    text = check_text(value if type(value) is str else str(value), "value")
     if len(text) > MAX_EXPERIMENT_TAG_VAL_LENGTH:
         raise _too_long(
             "value",
@@ -812,6 +859,7 @@ def check_experiment_name(name: Any) -> str:
         )
     if not isinstance(name, str):
         raise InvalidParameterValue(f"Invalid experiment name: {name}. Expects a string.")
+    check_text(name, "name")
     if len(name) > MAX_EXPERIMENT_NAME_LENGTH:
         raise _too_long("name", MAX_EXPERIMENT_NAME_LENGTH, len(name), "Use a shorter name.")
     return str(name)
@@ -829,6 +877,7 @@ def check_run_name(name: Any, *, tag_value: str | None = None) -> str | None:
         raise InvalidParameterValue(
             f"Invalid run name: {_fmt(name)}. Expects a string, got {type(name).__name__}."
         )
+    check_text(name, "run_name")
     if len(name) > MAX_RUN_NAME_LENGTH:
         raise _too_long("run_name", MAX_RUN_NAME_LENGTH, len(name), "Use a shorter name.")
     if tag_value and tag_value != name:
@@ -923,6 +972,7 @@ def check_experiment_artifact_location(location: Any) -> str | None:
         raise InvalidParameterValue(
             f"Invalid artifact location: {_fmt(location)}. Expects a string (a path or URI)."
         )
+    check_text(location, "artifact_location")
     if location.startswith("runs:"):
         raise InvalidParameterValue(
             f"Artifact location cannot be a runs:/ URI. Given: '{location}'"
