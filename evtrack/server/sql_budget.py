@@ -10,7 +10,7 @@ and sent whole. A server therefore has, per worker process:
   spill to: a query that needs more fails with DuckDB's out-of-memory error
   (400 ``INVALID_PARAMETER_VALUE``), the server stays up;
 * a **concurrency limit** (``--sql-concurrency``, default 2): a query that cannot start
-  within :data:`QUEUE_SECONDS` gets 429 ``RESOURCE_EXHAUSTED`` with ``Retry-After``;
+  within :data:`QUEUE_SECONDS` (10 s) gets 429 ``RESOURCE_EXHAUSTED`` with ``Retry-After``;
 * an **answer cap**: at most ``max_rows`` rows (then ``"truncated": true``, as before)
   and at most ``max_answer_bytes`` of JSON (``--sql-max-answer-bytes``, default 16 MiB),
   beyond which the request fails with a message saying to select less.
@@ -79,6 +79,7 @@ class SqlBudget:
     memory_bytes: int = field(default_factory=default_memory)
     concurrency: int = DEFAULT_CONCURRENCY
     max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES
+    queue_seconds: float = QUEUE_SECONDS
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:
@@ -94,8 +95,9 @@ class SqlBudget:
     def per_query_bytes(self) -> int:
         return self.memory_bytes // self.concurrency
 
-    def acquire(self, timeout: float = QUEUE_SECONDS) -> bool:
-        return self._slots.acquire(timeout=timeout)
+    def acquire(self) -> bool:
+        """Take a query slot, waiting up to :attr:`queue_seconds`; False if none freed."""
+        return self._slots.acquire(timeout=self.queue_seconds)
 
     def release(self) -> None:
         self._slots.release()
