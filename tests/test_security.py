@@ -324,13 +324,22 @@ def test_symlinks_out_of_the_run_folder_are_refused(srv, tmp_path):
     assert call(f"{url}/runs/{run_id}/artifacts?path=link.txt").status == 400
     # A local download (evtrack artifacts download against the store) skips them too.
     dst = tmp_path / "dst"
-    out = subprocess.run(
-        [sys.executable, "-m", "evtrack.cli", "--tracking-uri", str(store), "artifacts",
-         "download", "-r", run_id, "-d", str(dst)],
-        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": _pythonpath()},
-    )  # fmt: skip
+    out = evtrack_cli(
+        "--tracking-uri", str(store), "artifacts", "download", "-r", run_id, "-d", str(dst)
+    )
     assert out.returncode == 0, out.stderr
     assert sorted(p.name for p in dst.rglob("*") if p.is_file()) == ["real.txt"]
+
+
+def evtrack_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """``evtrack ARGS`` in a child process, with this checkout first on the path."""
+    return subprocess.run(
+        [sys.executable, "-m", "evtrack.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": _pythonpath(), **(env or {})},
+    )
 
 
 def _pythonpath() -> str:
@@ -407,11 +416,9 @@ def test_download_from_a_hostile_server_writes_nothing_outside(tmp_path, bad):
         ]
 
     with loopback(Handler) as (hostile, seen):
-        out = subprocess.run(
-            [sys.executable, "-m", "evtrack.cli", "--tracking-uri", hostile, "artifacts",
-             "download", "-r", HOSTILE_RUN, "-d", str(dst)],
-            capture_output=True, text=True, env={**os.environ, "PYTHONPATH": _pythonpath()},
-        )  # fmt: skip
+        out = evtrack_cli(
+            "--tracking-uri", hostile, "artifacts", "download", "-r", HOSTILE_RUN, "-d", str(dst)
+        )
     assert out.returncode == 1, (out.stdout, out.stderr)
     assert "INVALID_PARAMETER_VALUE" in out.stderr and "Traceback" not in out.stderr
     assert snapshot(tmp_path) == before  # nothing written or truncated, ok.txt included
@@ -436,11 +443,9 @@ def test_download_through_a_symlink_in_the_destination_is_refused(tmp_path):
             return super().do_GET()
 
     with loopback(Deep) as (hostile, _):
-        out = subprocess.run(
-            [sys.executable, "-m", "evtrack.cli", "--tracking-uri", hostile, "artifacts",
-             "download", "-r", HOSTILE_RUN, "-d", str(dst)],
-            capture_output=True, text=True, env={**os.environ, "PYTHONPATH": _pythonpath()},
-        )  # fmt: skip
+        out = evtrack_cli(
+            "--tracking-uri", hostile, "artifacts", "download", "-r", HOSTILE_RUN, "-d", str(dst)
+        )
     assert out.returncode == 1, (out.stdout, out.stderr)
     assert list(victim_dir.iterdir()) == []
 
@@ -502,21 +507,17 @@ def test_sql_concurrency_limit(tmp_path):
 
 
 def test_auth_reads_without_credentials_refuses_to_start(tmp_path):
-    out = subprocess.run(
-        [sys.executable, "-m", "evtrack.cli", "server", "--backend-store-uri",
-         str(tmp_path / "s"), "--port", "0", "--auth-reads"],
-        capture_output=True, text=True, timeout=60,
-        env={**os.environ, "PYTHONPATH": _pythonpath(), "EVTRACK_SERVER_AUTH_TOKEN": ""},
+    store = str(tmp_path / "s")
+    out = evtrack_cli(
+        "server", "--backend-store-uri", store, "--port", "0", "--auth-reads",
+        env={"EVTRACK_SERVER_AUTH_TOKEN": ""},
     )  # fmt: skip
     assert out.returncode == 2 and "--auth-reads needs credentials" in out.stderr
     empty = tmp_path / "users"
     empty.write_text("# nobody\n")
-    out = subprocess.run(
-        [sys.executable, "-m", "evtrack.cli", "server", "--backend-store-uri",
-         str(tmp_path / "s"), "--port", "0", "--users-file", str(empty)],
-        capture_output=True, text=True, timeout=60,
-        env={**os.environ, "PYTHONPATH": _pythonpath()},
-    )  # fmt: skip
+    out = evtrack_cli(
+        "server", "--backend-store-uri", store, "--port", "0", "--users-file", str(empty)
+    )
     assert out.returncode == 2 and "open to everyone" in out.stderr
 
 
@@ -656,11 +657,7 @@ def test_doctor_reports_orphan_run_claims(tmp_path):
     client.flush()
     orphan = "a" * 32
     (store / "runs" / f"{orphan}.json").write_text(json.dumps({"experiment_id": eid}))
-    out = subprocess.run(
-        [sys.executable, "-m", "evtrack.cli", "--tracking-uri", str(store), "doctor",
-         "--format", "json"],
-        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": _pythonpath()},
-    )  # fmt: skip
+    out = evtrack_cli("--tracking-uri", str(store), "doctor", "--format", "json")
     report = json.loads(out.stdout)
     found = [f for f in report["findings"] if f["kind"] == "orphan_run_claim"]
     assert [Path(f["path"]).name for f in found] == [f"{orphan}.json"]
