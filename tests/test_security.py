@@ -331,6 +331,28 @@ def test_symlinks_out_of_the_run_folder_are_refused(srv, tmp_path):
     assert sorted(p.name for p in dst.rglob("*") if p.is_file()) == ["real.txt"]
 
 
+def test_a_run_folder_replaced_by_a_symlink_is_refused(srv, tmp_path):
+    url, store = srv["url"], srv["store"]
+    eid = new_experiment(url, "linked-run")
+    info = new_run(url, eid)
+    run_dir = store / "artifacts" / eid / info["run_id"]
+    call(f"{url}{PROXY}/{proxied(info)}/a.txt", "PUT", raw=b"a")
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "artifacts").mkdir(parents=True)
+    (elsewhere / "artifacts" / "secret.txt").write_text("top secret")
+    os.rename(run_dir, tmp_path / "moved")
+    run_dir.symlink_to(elsewhere)
+    for a in (
+        call(f"{url}{PROXY}/{proxied(info)}/secret.txt"),
+        call(f"{url}{PROXY}?path={proxied(info)}"),
+        call(f"{url}{PROXY}/{proxied(info)}/b.txt", "PUT", raw=b"b"),
+        call(f"{url}{API}/artifacts/list?run_id={info['run_id']}"),
+        call(f"{url}/runs/{info['run_id']}/artifacts/raw?path=secret.txt"),
+    ):
+        assert a.status == 403 and b"top secret" not in a.body, (a.status, a.text[:200])
+    assert sorted(p.name for p in (elsewhere / "artifacts").iterdir()) == ["secret.txt"]
+
+
 def evtrack_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     """``evtrack ARGS`` in a child process, with this checkout first on the path."""
     return subprocess.run(
@@ -539,6 +561,9 @@ def test_users_file_roles_and_web_view_behind_auth(tmp_path):
         assert call(f"{url}/health").status == 200
         ann, rob, old = _basic("ann", "ann-pw"), _basic("rob", "reader-pw"), _basic("old", "old-pw")
         assert call(f"{url}/", headers=rob).status == 200
+        # The stock client's logged-model lookup is a search: a read.
+        search = call(f"{url}{API}/logged-models/search", "POST", {}, headers=rob)
+        assert search.status == 200, search.text
         assert call(f"{url}{API}/experiments/search?max_results=5", headers=rob).status == 200
         assert (
             call(f"{url}/api/evtrack/sql", "POST", {"query": "select 1"}, headers=rob).status == 200

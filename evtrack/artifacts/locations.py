@@ -16,13 +16,14 @@ does not own. So a server only opens locations under:
 
 A new experiment's location must lie under the artifact root or an allowed prefix
 (:meth:`ArtifactLocations.check_new`); reading a run's artifacts needs its artifact URI
-under any of the above (:meth:`ArtifactLocations.check_read`). Prefixes match whole
-path components (``s3://b/art`` does not allow ``s3://b/artifacts-other``), and a URI
+under any of the above (:meth:`ArtifactLocations.check_read`), and on local disk it
+must still be there once symlinks are resolved. Prefixes match whole path components (``s3://b/art`` does not allow ``s3://b/artifacts-other``), and a URI
 holding a ``..`` component or a query string is never allowed.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
@@ -49,6 +50,16 @@ def _suspicious(uri: str) -> bool:
 
 def _under(uri: str, prefix: str) -> bool:
     return uri == prefix or uri.startswith(prefix + "/")
+
+
+def _resolves_inside(uri: str, prefix: str) -> bool:
+    """On local disk, whether ``uri`` is still under ``prefix`` once symlinks are resolved
+    (a run or experiment folder replaced by a link to ``/`` is refused)."""
+    if not (uri.startswith("file://") and prefix.startswith("file://")):
+        return True
+    real = os.path.realpath(uri[len("file://") :])
+    base = os.path.realpath(prefix[len("file://") :])
+    return real == base or real.startswith(base.rstrip(os.sep) + os.sep)
 
 
 class ArtifactLocations:
@@ -89,14 +100,22 @@ class ArtifactLocations:
 
     # -- reading --------------------------------------------------------------------------
 
+    def _prefix_of(self, uri: str) -> str | None:
+        """The allowed folder ``uri`` lies in, or None."""
+        for prefix in (self.root, *self.extra, *([self.setting] if self.setting else [])):
+            if _under(uri, prefix):
+                return prefix
+        m = self._legacy.fullmatch(uri)
+        if m is None:
+            return None
+        return uri[: m.start(1)] if m.group(1) else uri
+
     def may_read(self, uri: str) -> bool:
         uri = uri.rstrip("/")
         if _suspicious(uri):
             return False
-        prefixes = [self.root, *self.extra] + ([self.setting] if self.setting else [])
-        if any(_under(uri, p) for p in prefixes):
-            return True
-        return self._legacy.fullmatch(uri) is not None
+        prefix = self._prefix_of(uri)
+        return prefix is not None and _resolves_inside(uri, prefix)
 
     def check_read(self, uri: str) -> str:
         """``uri`` if its artifacts may be opened; 403 ``PERMISSION_DENIED`` otherwise."""

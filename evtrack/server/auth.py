@@ -35,6 +35,7 @@ ROLES = ("read", "write")
 _READ_POSTS = (
     "/experiments/search",
     "/runs/search",
+    "/logged-models/search",
     "/api/evtrack/sql",
 )
 
