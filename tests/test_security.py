@@ -647,6 +647,9 @@ def test_deep_json_and_huge_steps(srv):
     for route in ("/mlflow/runs/log-batch", "/mlflow/experiments/create", "/mlflow/runs/search"):
         assert "nested too deeply" in refused(call(f"{url}/api/2.0{route}", "POST", raw=nested))
     refused(call(f"{url}/api/evtrack/ingest", "POST", raw=nested))
+    for depth in (500, 900, 990):  # deep, but parseable: the surrogate scan must cope too
+        body = b'{"name": ' + b"[" * depth + b'"\\ud800"' + b"]" * depth + b"}"
+        refused(call(f"{url}{API}/experiments/create", "POST", raw=body))
     refused(call(f"{url}/api/evtrack/sql", "POST", raw=b'{"query": ' + deep + b"}"))
     for steps in ([2**64], [-(2**64)], [2**63]):
         body = {"run_id": run_id, "metrics": [{"key": "m", "values": [1.0], "steps": steps}]}

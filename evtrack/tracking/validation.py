@@ -214,17 +214,23 @@ def check_text(value: Any, path: str = "value") -> Any:
     return value
 
 
-def check_unicode(data: Any, path: str = "body", depth: int = 0) -> Any:
-    """:func:`check_text` on every string (keys too) of a decoded JSON document."""
-    if isinstance(data, str):
-        return check_text(data, path)
-    if isinstance(data, dict):
-        for k, v in data.items():
-            check_text(k, path)
-            check_unicode(v, f"{path}.{k}" if isinstance(k, str) and k.isascii() else path)
-    elif isinstance(data, list):
-        for i, v in enumerate(data):
-            check_unicode(v, f"{path}[{i}]")
+def check_unicode(data: Any, path: str = "body") -> Any:
+    """:func:`check_text` on every string (keys too) of a decoded JSON document.
+
+    Iterative, so a document nested as deep as the JSON parser allows cannot exhaust the
+    stack here.
+    """
+    stack: list[tuple[Any, str]] = [(data, path)]
+    while stack:
+        item, where = stack.pop()
+        if isinstance(item, str):
+            check_text(item, where)
+        elif isinstance(item, dict):
+            for k, v in item.items():
+                check_text(k, where)
+                stack.append((v, f"{where}.{k}" if isinstance(k, str) and k.isascii() else where))
+        elif isinstance(item, list):
+            stack.extend((v, f"{where}[{n}]") for n, v in enumerate(item))
     return data
 
 
