@@ -367,7 +367,7 @@ def sql_command(obj: _Context, query: str, fmt: str) -> None:
     "--default-artifact-root",
     default=None,
     help="Artifact root for new experiments (any fsspec URL); served to clients as "
-    "mlflow-artifacts:/. Default: inside the store.",
+    "mlflow-artifacts:/. Default: <store>/artifacts (beside the event log, never in it).",
 )
 @click.option("--serve-artifacts/--no-serve-artifacts", default=True, show_default=True)
 @click.option("--host", "-h", default="127.0.0.1", show_default=True)
