@@ -661,6 +661,57 @@ def test_deep_json_and_huge_steps(srv):
     assert snapshot(store) == before
 
 
+def _run_segment(eid: str, run_id: str, run_name: str) -> tuple[str, bytes]:
+    """A segment as a remote client's writer builds it: one run_name event."""
+    from evtrack.store.log.writer import Writer
+
+    class Capture:
+        uri, is_local = "capture", False
+
+        def __init__(self) -> None:
+            self.got: list = []
+
+        def events_dir(self, e):
+            return e
+
+        def put(self, path, data, create_only=False):
+            self.got.append((path, data))
+
+    cap = Capture()
+    w = Writer(cap)
+    w.add(eid, run_id, "run", "run_name", run_name, time_ms=4102444800000)  # newest: it wins
+    w.flush()
+    path, data = cap.got[0]
+    return path.split("/", 1)[1], data
+
+
+def test_segments_with_invalid_text_are_refused(srv):
+    """Invalid UTF-8 in a Parquet segment used to be stored, and then every read of the
+    experiment failed inside DuckDB (500 on runs/search and the web view)."""
+    import pyarrow as pa
+
+    from evtrack.store.log.segments import decode, encode, parse_name
+
+    url, store = srv["url"], srv["store"]
+    eid = new_experiment(url, "bad-segments")
+    run_id = new_run(url, eid)["run_id"]
+    before = snapshot(store)
+    name, data = _run_segment(eid, run_id, "fine")
+    table = decode(data, parse_name(name).ext)
+    broken = pa.array([b"\xed\xa0\x80"] * table.num_rows, pa.binary()).view(pa.string())
+    table = table.set_column(table.schema.get_field_index("text"), "text", broken)
+    parquet = name.rsplit(".", 1)[0] + ".parquet"
+    refused(
+        call(f"{url}/api/evtrack/segments/{eid}/{parquet}", "PUT", raw=encode(table, "parquet"))
+    )
+    name, data = _run_segment(eid, run_id, "fine")
+    jsonl = data.replace(b'"fine"', b'"\\ud800"')
+    refused(call(f"{url}/api/evtrack/segments/{eid}/{name}", "PUT", raw=jsonl))
+    assert snapshot(store) == before
+    assert call(f"{url}{API}/runs/search", "POST", {"experiment_ids": [eid]}).status == 200
+    assert call(f"{url}/experiments/{eid}").status == 200
+
+
 def test_filters_too_long_to_plan_are_refused(srv):
     """20,000 AND-ed comparisons failed inside DuckDB (500); 200 took ~12 s to plan."""
     url = srv["url"]

@@ -130,6 +130,9 @@ def put_segment(experiment_id: str, name: str) -> Response:
         raise RunNotFound(f"Run with id={seg.scope} not found in experiment {experiment_id}")
     try:
         table = decode(data, seg.ext, where=name)
+        # Parquet strings are not checked for UTF-8 when read; one invalid string stored
+        # would make every later read of the experiment fail inside DuckDB.
+        table.validate(full=True)
     except Exception as exc:  # noqa: BLE001 - a damaged body is the client's error
         raise InvalidParameterValue(f"Cannot decode segment {name}: {exc}") from None
     _check_segment(table, experiment_id, seg)
