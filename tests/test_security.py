@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from helpers import subprocess_env
 
 from evtrack.server.testing import ServerProcess
 from evtrack.tracking.client import MlflowClient
@@ -360,13 +361,7 @@ def evtrack_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProc
         capture_output=True,
         text=True,
         timeout=120,
-        env={**os.environ, "PYTHONPATH": _pythonpath(), **(env or {})},
-    )
-
-
-def _pythonpath() -> str:
-    return os.pathsep.join(
-        p for p in (str(Path(__file__).parents[1]), os.environ.get("PYTHONPATH")) if p
+        env=subprocess_env(**(env or {})),
     )
 
 
@@ -662,27 +657,12 @@ def test_deep_json_and_huge_steps(srv):
 
 
 def _run_segment(eid: str, run_id: str, run_name: str) -> tuple[str, bytes]:
-    """A segment as a remote client's writer builds it: one run_name event."""
-    from evtrack.store.log.writer import Writer
+    """A segment as a remote client's writer builds it: one run_name event, newest."""
+    from helpers import captured_segment
 
-    class Capture:
-        uri, is_local = "capture", False
-
-        def __init__(self) -> None:
-            self.got: list = []
-
-        def events_dir(self, e):
-            return e
-
-        def put(self, path, data, create_only=False):
-            self.got.append((path, data))
-
-    cap = Capture()
-    w = Writer(cap)
-    w.add(eid, run_id, "run", "run_name", run_name, time_ms=4102444800000)  # newest: it wins
-    w.flush()
-    path, data = cap.got[0]
-    return path.split("/", 1)[1], data
+    return captured_segment(
+        lambda w: w.add(eid, run_id, "run", "run_name", run_name, time_ms=4102444800000)
+    )
 
 
 def test_segments_with_invalid_text_are_refused(srv):
@@ -903,7 +883,7 @@ def test_security_headers_on_evtrack_ui(tmp_path):
         [sys.executable, "-m", "evtrack.cli", "--tracking-uri", str(tmp_path / "s"), "ui",
          "--port", "0"],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-        env={**os.environ, "PYTHONPATH": _pythonpath()},
+        env=subprocess_env(),
     ) as proc:  # fmt: skip
         try:
             assert proc.stdout is not None
