@@ -409,6 +409,27 @@ class _Hostile(http.server.BaseHTTPRequestHandler):
         return self._json({"error_code": "ENDPOINT_NOT_FOUND", "message": path}, 404)
 
 
+def test_download_from_an_honest_server_still_works(srv, tmp_path):
+    url = srv["url"]
+    info = new_run(url, new_experiment(url, "downloads"))
+    files = {"top.txt": b"top", "dir/a.txt": b"alpha", "dir/sub/b.bin": b"\x00beta"}
+    for path, data in files.items():
+        assert call(f"{url}{PROXY}/{proxied(info)}/{path}", "PUT", raw=data).status == 200
+    dst = tmp_path / "all"
+    out = evtrack_cli(
+        "--tracking-uri", url, "artifacts", "download", "-r", info["run_id"], "-d", str(dst)
+    )
+    assert out.returncode == 0, out.stderr
+    got = {p.relative_to(dst).as_posix(): p.read_bytes() for p in dst.rglob("*") if p.is_file()}
+    assert got == files
+    one = tmp_path / "one"
+    out = evtrack_cli(
+        "--tracking-uri", url, "artifacts", "download", "-r", info["run_id"], "-a", "dir/a.txt",
+        "-d", str(one),
+    )  # fmt: skip
+    assert out.returncode == 0 and (one / "dir" / "a.txt").read_bytes() == b"alpha", out.stderr
+
+
 @pytest.mark.parametrize(
     "bad",
     [

@@ -139,7 +139,7 @@ class ArtifactRepository:
             except FileNotFoundError:
                 return []
             return [(p, info.get("size")) for p, info in sorted(found.items())]
-        out = []
+        out: list[tuple[str, int | None]] = []
         for folder, dirs, names in os.walk(full, followlinks=False):
             dirs[:] = sorted(d for d in dirs if not os.path.islink(os.path.join(folder, d)))
             for name in sorted(names):

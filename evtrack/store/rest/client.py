@@ -24,6 +24,7 @@ import logging
 import os
 import posixpath
 import urllib.parse
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from evtrack.entities import Experiment, FileInfo, Metric, Run, RunData, RunInfo, ViewType
@@ -314,6 +315,10 @@ class RemoteClient(MlflowClient):
         return duckdb.from_arrow(pa.table(data) if columns else pa.table({}))
 
 
+#: ``list`` is a method name inside ProxiedArtifacts; the builtin type, spelled outside it.
+_Paths = list[str]
+
+
 class ProxiedArtifacts:
     """A run's artifacts through the server's ``mlflow-artifacts`` proxy."""
 
@@ -408,11 +413,11 @@ class ProxiedArtifacts:
             write_local(target, self.read_bytes(f))
         return local
 
-    def _files(self, entries: list[FileInfo], depth: int = 0) -> list[str]:
+    def _files(self, entries: Sequence[FileInfo], depth: int = 0) -> Sequence[str]:
         """Relative paths of every file under listed entries (folders listed recursively)."""
         if depth > 100:
             raise InvalidParameterValue("Artifact folders nest more than 100 levels deep.")
-        out = []
+        out: _Paths = []
         for entry in entries:
             if entry.is_dir:
                 out += self._files(self.list(entry.path), depth + 1)
