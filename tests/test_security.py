@@ -896,21 +896,31 @@ def test_security_headers_and_the_web_view_mounted_in_the_server(srv):
     _web_probes(url, run_id, eid)
 
 
-def test_security_headers_on_evtrack_ui(tmp_path):
+def test_evtrack_ui_headers_and_no_ssrf(tmp_path):
+    """The standalone view: same headers, and a planted artifact URL is never fetched."""
     client = MlflowClient(str(tmp_path / "s"))
     eid = client.create_experiment("ui")
     run_id = client.create_run(eid).info.run_id
-    with subprocess.Popen(
-        [sys.executable, "-m", "evtrack.cli", "--tracking-uri", str(tmp_path / "s"), "ui",
-         "--port", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-        env=subprocess_env(),
-    ) as proc:  # fmt: skip
-        try:
-            assert proc.stdout is not None
-            line = proc.stdout.readline()
-            url = line.split(" at ", 1)[1].split("/ (", 1)[0]
-            _web_probes(url, run_id, eid)
-        finally:
-            proc.terminate()
-            proc.wait(timeout=30)
+    with loopback(_Internal) as (internal, seen):
+        planted_exp = client.create_experiment("planted", artifact_location=f"{internal}/x")
+        planted = client.create_run(planted_exp).info.run_id
+        client.flush()
+        with subprocess.Popen(
+            [sys.executable, "-m", "evtrack.cli", "--tracking-uri", str(tmp_path / "s"), "ui",
+             "--port", "0"],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+            env=subprocess_env(),
+        ) as proc:  # fmt: skip
+            try:
+                assert proc.stdout is not None
+                line = proc.stdout.readline()
+                url = line.split(" at ", 1)[1].split("/ (", 1)[0]
+                _web_probes(url, run_id, eid)
+                for page in (f"/runs/{planted}/artifacts", f"/runs/{planted}/artifacts/raw?path=a"):
+                    a = call(url + page)
+                    assert a.status == 403 and b"internal secret" not in a.body, page
+                    _assert_headers(a, page)
+            finally:
+                proc.terminate()
+                proc.wait(timeout=30)
+        assert seen == []
