@@ -86,7 +86,7 @@ def test_experiment_lifecycle(env):
     ).get_json()["experiment_id"]
     e = c.get(f"{API}/experiments/get-by-name?experiment_name=life").get_json()["experiment"]
     assert e["experiment_id"] == eid and e["tags"] == [{"key": "a", "value": "1"}]
-    assert e["artifact_location"] == f"mlflow-artifacts:/{eid}/artifacts"
+    assert e["artifact_location"] == f"mlflow-artifacts:/{eid}"
     assert isinstance(e["creation_time"], int)
     assert (
         c.post(
@@ -167,7 +167,7 @@ def test_run_json_shape_and_logging(env):
     info = run["info"]
     assert info["run_id"] == info["run_uuid"] == run_id
     assert info["run_name"] == "shape" and info["user_id"] == "u" and info["start_time"] == 1234
-    assert info["artifact_uri"] == f"mlflow-artifacts:/{env['exp']}/artifacts/{run_id}/artifacts"
+    assert info["artifact_uri"] == f"mlflow-artifacts:/{env['exp']}/{run_id}/artifacts"
     metrics = {m["key"]: m for m in run["data"]["metrics"]}
     assert metrics["m"] == {"key": "m", "value": "NaN", "timestamp": 11, "step": 2}
     assert metrics["inf"]["value"] == "Infinity" and metrics["single"]["value"] == 3.0
@@ -356,7 +356,7 @@ def test_oversized_body_is_refused_and_writes_nothing(tmp_path):
     assert "at most 1000 bytes" in err(
         c.post(f"{API}/runs/log-batch", json={"run_id": run_id, "metrics": metrics}), 400
     )
-    path = f"/api/2.0/mlflow-artifacts/artifacts/{eid}/artifacts/{run_id}/artifacts/big.bin"
+    path = f"/api/2.0/mlflow-artifacts/artifacts/{eid}/{run_id}/artifacts/big.bin"
     err(c.put(path, data=b"x" * 101), 400)
     assert store_files(tmp_path / "s") == before
 
@@ -367,13 +367,13 @@ def test_oversized_body_is_refused_and_writes_nothing(tmp_path):
 def test_artifact_proxy_round_trip(env):
     c = env["c"]
     run_id = new_run(env)
-    base = f"/api/2.0/mlflow-artifacts/artifacts/{env['exp']}/artifacts/{run_id}/artifacts"
+    base = f"/api/2.0/mlflow-artifacts/artifacts/{env['exp']}/{run_id}/artifacts"
     assert c.put(f"{base}/dir/a.txt", data=b"alpha").status_code == 200
     assert c.put(f"{base}/b.bin", data=b"\x00\x01").status_code == 200
     r = c.get(f"{base}/dir/a.txt")
     assert r.data == b"alpha" and "attachment" in r.headers["Content-Disposition"]
     listing = c.get(
-        f"/api/2.0/mlflow-artifacts/artifacts?path={env['exp']}/artifacts/{run_id}/artifacts"
+        f"/api/2.0/mlflow-artifacts/artifacts?path={env['exp']}/{run_id}/artifacts"
     ).get_json()
     assert listing["files"] == [
         {"path": "b.bin", "is_dir": False, "file_size": 2},

@@ -158,30 +158,14 @@ def app_env(tmp_path_factory):
 
 
 def _segment(eid: str, rid: str, n: int = 100, writer_id: str | None = None) -> tuple[str, bytes]:
-    from evtrack.store.log.writer import Writer
+    from helpers import captured_segment
 
-    class Capture:
-        uri, is_local = "capture", False
+    def fill(w) -> None:
+        buf = w.metric_buffer(eid, rid)
+        for i in range(n):
+            buf.extend(("seg", float(i) + (n if writer_id else 0), i, 1000 + i))
 
-        def __init__(self):
-            self.got = []
-
-        def events_dir(self, e):
-            return e
-
-        def put(self, path, data, create_only=False):
-            self.got.append((path, data))
-
-    cap = Capture()
-    w = Writer(cap)
-    if writer_id:
-        w.id = writer_id
-    buf = w.metric_buffer(eid, rid)
-    for i in range(n):
-        buf.extend(("seg", float(i) + (n if writer_id else 0), i, 1000 + i))
-    w.flush()
-    path, data = cap.got[0]
-    return path.split("/", 1)[1], data
+    return captured_segment(fill, writer_id)
 
 
 def test_segment_put_is_idempotent(app_env):

@@ -290,12 +290,27 @@ def artifacts_log_artifact(
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option("--port", default=5000, show_default=True, type=int, help="Port (0: any free).")
 @click.option("--threads", default=8, show_default=True, type=int, help="Worker threads.")
+@click.option(
+    "--allowed-artifact-locations",
+    multiple=True,
+    metavar="URL",
+    help="A URL prefix (besides the store's own folders) whose artifacts the view may "
+    "open (repeatable).",
+)
 @pass_ctx
-def ui_command(obj: _Context, host: str, port: int, threads: int) -> None:
+def ui_command(
+    obj: _Context, host: str, port: int, threads: int, allowed_artifact_locations: tuple[str, ...]
+) -> None:
     """Serve the read-only web view of the store (see docs/web.md)."""
     from evtrack.web import serve
 
-    serve(obj.tracking_uri, host=host, port=port, threads=threads)
+    serve(
+        obj.tracking_uri,
+        host=host,
+        port=port,
+        threads=threads,
+        allowed_artifact_locations=allowed_artifact_locations,
+    )
 
 
 # -- sql --------------------------------------------------------------------------------
@@ -335,7 +350,7 @@ def sql_command(obj: _Context, query: str, fmt: str) -> None:
     "--default-artifact-root",
     default=None,
     help="Artifact root for new experiments (any fsspec URL); served to clients as "
-    "mlflow-artifacts:/. Default: inside the store.",
+    "mlflow-artifacts:/. Default: <store>/artifacts (beside the event log, never in it).",
 )
 @click.option("--serve-artifacts/--no-serve-artifacts", default=True, show_default=True)
 @click.option("--host", "-h", default="127.0.0.1", show_default=True)
@@ -358,10 +373,41 @@ def sql_command(obj: _Context, query: str, fmt: str) -> None:
     "--users-file",
     type=click.Path(exists=True, dir_okay=False),
     default=None,
-    help="Require basic auth for writes; lines of user:password or user:sha256:<hex>.",
+    help="Require basic auth for writes; lines of user:password, user:sha256:<hex>, or "
+    "user:read:... / user:write:... for a role (read users cannot write).",
 )
-@click.option("--auth-reads", is_flag=True, help="Require credentials for reads too.")
+@click.option(
+    "--auth-reads",
+    is_flag=True,
+    help="Require credentials for reads too (the web view included). Needs --auth-token "
+    "or --users-file.",
+)
 @click.option("--read-only", is_flag=True, help="Refuse every write (403).")
+@click.option(
+    "--allowed-artifact-locations",
+    multiple=True,
+    metavar="URL",
+    help="A URL prefix clients may also use as an experiment's artifact location, and the "
+    "server may open (repeatable). Default: only the artifact root.",
+)
+@click.option(
+    "--sql-memory",
+    default=None,
+    metavar="SIZE",
+    help="Memory budget of user SQL for the whole server (e.g. 512MB, 2GiB, 5%). "
+    "Default: 1/8 of RAM, at most 4 GiB.",
+)
+@click.option(
+    "--sql-concurrency", default=2, show_default=True, type=int, help="SQL queries at once."
+)
+@click.option(
+    "--sql-max-answer-bytes",
+    default="16MiB",
+    show_default=True,
+    metavar="SIZE",
+    help="Largest SQL answer (JSON) the server sends.",
+)
+@click.option("--web/--no-web", default=True, show_default=True, help="Serve the web view at /.")
 @pass_ctx
 def server_command(
     obj: _Context,
@@ -375,16 +421,30 @@ def server_command(
     users_file: str | None,
     auth_reads: bool,
     read_only: bool,
+    allowed_artifact_locations: tuple[str, ...],
+    sql_memory: str | None,
+    sql_concurrency: int,
+    sql_max_answer_bytes: str,
+    web: bool,
 ) -> None:
-    """Serve MLflow's REST API, the artifact proxy and evtrack's own API."""
+    """Serve MLflow's REST API, the artifact proxy, evtrack's own API and the web view."""
     from evtrack.server import Auth, run_server
+    from evtrack.server.sql_budget import parse_size
     from evtrack.store.log.layout import resolve_uri
 
+    if auth_reads and not (auth_token or users_file):
+        raise click.UsageError(
+            "--auth-reads needs credentials to check: give --auth-token (or "
+            "EVTRACK_SERVER_AUTH_TOKEN) or --users-file. Refusing to start an open server."
+        )
     auth = None
-    if users_file:
-        auth = Auth.from_users_file(users_file, token=auth_token, protect_reads=auth_reads)
-    elif auth_token:
-        auth = Auth(token=auth_token, protect_reads=auth_reads)
+    try:
+        if users_file:
+            auth = Auth.from_users_file(users_file, token=auth_token, protect_reads=auth_reads)
+        elif auth_token:
+            auth = Auth(token=auth_token, protect_reads=auth_reads)
+    except ValueError as exc:  # a users file with no user, a bad role
+        raise click.UsageError(str(exc)) from None
     run_server(
         resolve_uri(backend_store_uri or obj.tracking_uri),
         default_artifact_root,
@@ -394,6 +454,11 @@ def server_command(
         serve_artifacts=serve_artifacts,
         auth=auth,
         read_only=read_only,
+        allowed_artifact_locations=allowed_artifact_locations,
+        sql_memory=parse_size(sql_memory) if sql_memory else None,
+        sql_concurrency=sql_concurrency,
+        sql_max_answer_bytes=parse_size(sql_max_answer_bytes),
+        web=web,
     )
 
 

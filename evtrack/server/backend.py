@@ -20,6 +20,9 @@ as ``mlflow-artifacts:/…``, which the stock client uploads and downloads throu
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from evtrack.errors import InvalidParameterValue
 from evtrack.server.commit import GroupCommit
 from evtrack.store.log.layout import resolve_uri
@@ -42,8 +45,14 @@ class Backend:
     """The store-side state of one app: client, artifact root and its public mapping."""
 
     def __init__(
-        self, backend_store_uri: str, default_artifact_root: str | None, serve_artifacts: bool
+        self,
+        backend_store_uri: str,
+        default_artifact_root: str | None,
+        serve_artifacts: bool,
+        allowed_artifact_locations: Sequence[str] = (),
     ) -> None:
+        from evtrack.artifacts.locations import ArtifactLocations
+
         store_uri = resolve_uri(backend_store_uri)
         root = _file_url(default_artifact_root) if default_artifact_root else None
         if root and root.startswith(PROXY_SCHEME):
@@ -59,11 +68,21 @@ class Backend:
             shared=True,
             active_ttl=ACTIVE_TTL,
         )
+        layout = self.store.layout
+        if root is None:
+            # Disjoint from the event log: the proxy's root must never cover experiments/.
+            root = self.store.artifact_root = layout.url("artifacts")
+        _check_disjoint(layout, root)
         self.group = GroupCommit(self.store.writer.flush)
         self.client = MlflowClient(store=self.store)
         self.serve_artifacts = serve_artifacts
         # Everything under this root is served through the mlflow-artifacts proxy.
-        self.proxied_root = root or self.store.layout.url("experiments")
+        self.proxied_root = root
+        # Runs the Python client created in the store directly keep their artifacts in
+        # <store>/experiments/<id>/artifacts; they are shown as mlflow-artifacts:/<id>/...
+        # as before. The proxy resolves a path by its run, so the two never mix.
+        self.legacy_root = layout.url("experiments")
+        self.locations = ArtifactLocations(layout, root, allowed_artifact_locations)
 
     def _group_commit(self) -> None:
         assert self.group is not None
@@ -72,26 +91,39 @@ class Backend:
     # -- artifact URIs: stored form <-> what clients see ----------------------------
 
     def public_uri(self, uri: str | None) -> str | None:
-        """``file:///store/experiments/1/artifacts/...`` -> ``mlflow-artifacts:/1/...``."""
+        """``file:///store/artifacts/1/...`` -> ``mlflow-artifacts:/1/...``."""
         if uri is None or not self.serve_artifacts:
             return uri
-        root = self.proxied_root
-        if uri == root:
-            return PROXY_SCHEME + "/"
-        if uri.startswith(root + "/"):
-            return PROXY_SCHEME + "/" + uri[len(root) + 1 :]
+        for root in (self.proxied_root, self.legacy_root):
+            if uri == root:
+                return PROXY_SCHEME + "/"
+            if uri.startswith(root + "/"):
+                return PROXY_SCHEME + "/" + uri[len(root) + 1 :]
         return uri
 
     def stored_uri(self, uri: str) -> str:
-        """The inverse of :meth:`public_uri`, for locations clients send."""
+        """The inverse of :meth:`public_uri` for locations clients send, checked against
+        the allow-list (:class:`~evtrack.artifacts.locations.ArtifactLocations`)."""
         if uri.startswith(PROXY_SCHEME):
             rel = uri[len(PROXY_SCHEME) :].lstrip("/")
             from evtrack.tracking.validation import check_artifact_path
 
             rel = check_artifact_path(rel)
             return f"{self.proxied_root}/{rel}" if rel else self.proxied_root
-        return uri
+        return self.locations.check_new(_file_url(uri) if "://" not in uri else uri)
 
     def proxied_path(self, rel: str) -> str:
         """The storage URL of a path under the proxied root (``rel`` already checked)."""
         return f"{self.proxied_root}/{rel}" if rel else self.proxied_root
+
+
+def _check_disjoint(store: Any, root: str) -> None:
+    """Refuse an artifact root that is the store or lies inside its event log."""
+    inside = [store.url(part) for part in ("experiments", "runs", "names")]
+    if root.rstrip("/") == store.url().rstrip("/") or any(
+        root == p or root.startswith(p + "/") for p in inside
+    ):
+        raise InvalidParameterValue(
+            f"The artifact root {root!r} overlaps the store's event log; use a folder of its "
+            f"own, such as {store.url('artifacts')!r} (the default)."
+        )

@@ -14,6 +14,7 @@
     Read-only DuckDB SQL over the documented views. The connection sees only the
     store's events: external access (files, COPY, ATTACH, extensions, Python
     replacement scans) is disabled and the configuration locked before the query runs.
+    Memory, concurrency and answer size are capped (:mod:`evtrack.server.sql_budget`).
 ``GET  /api/evtrack/metrics/series``
     One metric's history downsampled to ``max_points`` with min/max per step bucket,
     so spikes survive (the shape a chart needs).
@@ -25,12 +26,13 @@ import threading
 import zlib
 from typing import Any
 
-from flask import Flask, Response, request
+from flask import Flask, Response, current_app, request
 
 from evtrack.errors import InvalidParameterValue, RunNotFound
 from evtrack.server.incoming import backend, body_bytes, config, json_body
 from evtrack.server.mlflow_api import ok
 from evtrack.server.protocol import dumps
+from evtrack.server.sql_budget import SqlBudget
 from evtrack.tracking import validation
 
 __all__ = ["register"]
@@ -127,6 +129,9 @@ def put_segment(experiment_id: str, name: str) -> Response:
         raise RunNotFound(f"Run with id={seg.scope} not found in experiment {experiment_id}")
     try:
         table = decode(data, seg.ext, where=name)
+        # Parquet strings are not checked for UTF-8 when read; one invalid string stored
+        # would make every later read of the experiment fail inside DuckDB.
+        table.validate(full=True)
     except Exception as exc:  # noqa: BLE001 - a damaged body is the client's error
         raise InvalidParameterValue(f"Cannot decode segment {name}: {exc}") from None
     _check_segment(table, experiment_id, seg)
@@ -202,8 +207,9 @@ def _private_connection() -> Any:
     return backend().store.private_connection()
 
 
-def _locked_connection(con: Any) -> Any:
+def _locked_connection(con: Any, budget: SqlBudget | None = None) -> Any:
     for statement in (
+        *(budget.settings() if budget is not None else ()),
         "SET python_enable_replacements = false",
         "SET autoload_known_extensions = false",
         "SET autoinstall_known_extensions = false",
@@ -235,31 +241,65 @@ def sql() -> Response:
         raise InvalidParameterValue(f"max_rows must be an integer in 1..{SQL_MAX_ROWS}.")
     import duckdb
 
-    con = _locked_connection(_private_connection())
-    timer = threading.Timer(SQL_TIMEOUT_S, con.interrupt)
-    timer.start()
+    budget: SqlBudget = current_app.extensions["evtrack_sql"]
+    if not budget.acquire():
+        resp = Response(
+            dumps(
+                {
+                    "error_code": "RESOURCE_EXHAUSTED",
+                    "message": f"{budget.concurrency} SQL queries are already running on this "
+                    "server; try again shortly.",
+                }
+            ),
+            status=429,
+            mimetype="application/json",
+        )
+        resp.headers["Retry-After"] = "5"
+        return resp
     try:
-        cur = con.execute(query, params) if params else con.execute(query)
-        if cur.description is None:
-            return ok({"columns": [], "rows": [], "truncated": False})
-        columns = [d[0] for d in cur.description]
-        rows = cur.fetchmany(max_rows + 1)
-    except duckdb.Error as exc:
-        raise InvalidParameterValue(f"SQL failed: {exc}") from None
+        con = _locked_connection(_private_connection(), budget)
+        timer = threading.Timer(SQL_TIMEOUT_S, con.interrupt)
+        timer.start()
+        try:
+            cur = con.execute(query, params) if params else con.execute(query)
+            if cur.description is None:
+                return ok({"columns": [], "rows": [], "truncated": False})
+            columns = [d[0] for d in cur.description]
+            rows, truncated = _answer_rows(cur, max_rows, budget.max_answer_bytes)
+        except duckdb.Error as exc:
+            raise InvalidParameterValue(f"SQL failed: {exc}") from None
+        finally:
+            timer.cancel()
+            con.close()
     finally:
-        timer.cancel()
-        con.close()
-    truncated = len(rows) > max_rows
-    return Response(
-        dumps(
-            {
-                "columns": columns,
-                "rows": [[_jsonable(v) for v in r] for r in rows[:max_rows]],
-                "truncated": truncated,
-            }
-        ),
-        mimetype="application/json",
+        budget.release()
+    body = (
+        f'{{"columns":{dumps(columns)},"rows":[{",".join(rows)}],"truncated":{dumps(truncated)}}}'
     )
+    return Response(body, mimetype="application/json")
+
+
+def _answer_rows(cur: Any, max_rows: int, max_bytes: int) -> tuple[list[str], bool]:
+    """The rows as JSON texts, fetched in chunks so that neither the row cap nor the byte
+    cap is passed by more than one chunk in memory."""
+    out: list[str] = []
+    size = 0
+    while len(out) <= max_rows:
+        chunk = cur.fetchmany(min(1000, max_rows + 1 - len(out)))
+        if not chunk:
+            break
+        for r in chunk:
+            text = dumps([_jsonable(v) for v in r])
+            size += len(text) + 1
+            if size > max_bytes:
+                raise InvalidParameterValue(
+                    f"The answer is larger than {max_bytes} bytes, this server's limit "
+                    "(--sql-max-answer-bytes). Select fewer columns or rows (LIMIT), or "
+                    "aggregate in SQL."
+                )
+            out.append(text)
+    truncated = len(out) > max_rows
+    return out[:max_rows], truncated
 
 
 def _jsonable(v: Any) -> Any:

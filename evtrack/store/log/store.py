@@ -388,7 +388,9 @@ class LogStore(RunWrites):
             or generate_run_name()
         )
         tags["mlflow.runName"] = run_name
-        user_id = user_id or tags.get("mlflow.user") or user_name()
+        user_id = validation.check_text(
+            user_id or tags.get("mlflow.user") or user_name(), "user_id"
+        )
         run_id = validation.check_run_id(run_id) if run_id else uuid.uuid4().hex
         start_time = now_ms() if start_time is None else validation.check_timestamp(start_time)
         self.layout.claim_run_id(run_id, experiment_id)

@@ -5,11 +5,17 @@ from __future__ import annotations
 import os
 import posixpath
 import urllib.parse
+from collections.abc import Sequence
 
 from evtrack.entities import FileInfo
+from evtrack.errors import InvalidParameterValue
 from evtrack.store.rest.transport import _Http, _http_error
 
 __all__ = ["ProxiedArtifacts"]
+
+
+#: ``list`` is a method name inside ProxiedArtifacts; the builtin type, spelled outside it.
+_Paths = list[str]
 
 
 class ProxiedArtifacts:
@@ -60,17 +66,21 @@ class ProxiedArtifacts:
         rel = check_artifact_path(path)
         full = f"{self.rel_root}/{rel}" if rel else self.rel_root
         body = self.http.call("GET", "/api/2.0/mlflow-artifacts/artifacts", {"path": full})
-        return sorted(
-            (
+        infos = []
+        for f in body.get("files", []):
+            # The server's answer is input like any other: a name with ".." or an absolute
+            # path would otherwise steer a download outside its folder.
+            name = check_artifact_path(
+                f.get("path") if isinstance(f, dict) else f, allow_root=False
+            )
+            infos.append(
                 FileInfo(
-                    path=posixpath.join(rel, f["path"]) if rel else f["path"],
-                    is_dir=f["is_dir"],
+                    path=posixpath.join(rel, name) if rel else name,
+                    is_dir=bool(f.get("is_dir")),
                     file_size=f.get("file_size"),
                 )
-                for f in body.get("files", [])
-            ),
-            key=lambda i: i.path,
-        )
+            )
+        return sorted(infos, key=lambda i: i.path)
 
     def read_bytes(self, path: str) -> bytes:
         status, body = self.http.request("GET", self._path(path))
@@ -79,8 +89,13 @@ class ProxiedArtifacts:
         return body
 
     def download(self, path: str | None, dst_path: str | None = None) -> str:
+        """Download a file or folder. Every path the server lists is checked (no ``..``,
+        nothing through a symlink out of the destination) before any file is opened, and
+        files are written under a temporary name then renamed, so a hostile or broken
+        server can neither write outside the destination nor truncate a file there."""
         import tempfile
 
+        from evtrack.artifacts.repository import local_target, write_local
         from evtrack.tracking.validation import check_artifact_path
 
         rel = check_artifact_path(path)
@@ -88,20 +103,26 @@ class ProxiedArtifacts:
         local = os.path.join(root, *rel.split("/")) if rel else root
         entries = self.list(rel)
         if not entries and rel:  # a file
-            os.makedirs(os.path.dirname(local) or ".", exist_ok=True)
-            with open(local, "wb") as f:
-                f.write(self.read_bytes(rel))
+            target = local_target(root, rel)
+            write_local(target, self.read_bytes(rel))
             return local
+        plan = [(f, local_target(root, f)) for f in self._files(entries)]
         os.makedirs(local, exist_ok=True)
-        for entry in entries:
-            self.download(entry.path, root) if entry.is_dir else self._fetch(entry.path, root)
+        for f, target in plan:
+            write_local(target, self.read_bytes(f))
         return local
 
-    def _fetch(self, rel: str, root: str) -> None:
-        target = os.path.join(root, *rel.split("/"))
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        with open(target, "wb") as f:
-            f.write(self.read_bytes(rel))
+    def _files(self, entries: Sequence[FileInfo], depth: int = 0) -> Sequence[str]:
+        """Relative paths of every file under listed entries (folders listed recursively)."""
+        if depth > 100:
+            raise InvalidParameterValue("Artifact folders nest more than 100 levels deep.")
+        out: _Paths = []
+        for entry in entries:
+            if entry.is_dir:
+                out += self._files(self.list(entry.path), depth + 1)
+            else:
+                out.append(entry.path)
+        return out
 
     def delete(self, path: str | None) -> list[str]:
         status, body = self.http.request("DELETE", self._path(path or ""))
