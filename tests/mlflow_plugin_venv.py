@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.mlflow_venv import (
+from mlflow_venv import (
     MLFLOW_VERSION,
     MlflowVenvUnavailable,
     _python_in,

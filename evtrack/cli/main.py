@@ -39,6 +39,30 @@ class _Context:
 pass_ctx = click.make_pass_decorator(_Context)
 
 
+def _set_store_uri(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    if value:  # the subcommand's own option beats the root group's --tracking-uri
+        ctx.ensure_object(_Context).tracking_uri = value
+
+
+def store_options(*, backend_store_uri: bool = False) -> Callable:
+    """``--tracking-uri`` on a subcommand too (``evtrack ui --tracking-uri X``), plus
+    MLflow's ``--backend-store-uri`` spelling on the commands where MLflow has it."""
+
+    def decorate(fn: Callable) -> Callable:
+        names = ["--tracking-uri"] + (["--backend-store-uri"] if backend_store_uri else [])
+        return click.option(
+            *names,
+            "store_uri",
+            default=None,
+            expose_value=False,
+            is_eager=True,
+            callback=_set_store_uri,
+            help="Store URL; overrides the top-level --tracking-uri.",
+        )(fn)
+
+    return decorate
+
+
 def _errors(fn: Callable) -> Callable:
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -114,6 +138,7 @@ def experiments() -> None:
 @experiments.command("create")
 @click.option("--experiment-name", "-n", required=True, help="Name of the new experiment.")
 @click.option("--artifact-location", "-l", default=None, help="Artifact root (any fsspec URL).")
+@store_options()
 @pass_ctx
 @_errors
 def experiments_create(obj: _Context, experiment_name: str, artifact_location: str | None) -> None:
@@ -126,6 +151,7 @@ def experiments_create(obj: _Context, experiment_name: str, artifact_location: s
 @click.option("--view", "-v", type=_VIEW, default="active_only", show_default=True)
 @click.option("--filter", "filter_string", default=None, help="e.g. \"name LIKE 'wine%'\".")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table")
+@store_options()
 @pass_ctx
 @_errors
 def experiments_search(obj: _Context, view: str, filter_string: str | None, fmt: str) -> None:
@@ -150,6 +176,7 @@ def experiments_search(obj: _Context, view: str, filter_string: str | None, fmt:
 @experiments.command("rename")
 @click.option("--experiment-id", "-x", required=True)
 @click.option("--new-name", required=True)
+@store_options()
 @pass_ctx
 @_errors
 def experiments_rename(obj: _Context, experiment_id: str, new_name: str) -> None:
@@ -160,6 +187,7 @@ def experiments_rename(obj: _Context, experiment_id: str, new_name: str) -> None
 
 @experiments.command("delete")
 @click.option("--experiment-id", "-x", required=True)
+@store_options()
 @pass_ctx
 @_errors
 def experiments_delete(obj: _Context, experiment_id: str) -> None:
@@ -170,6 +198,7 @@ def experiments_delete(obj: _Context, experiment_id: str) -> None:
 
 @experiments.command("restore")
 @click.option("--experiment-id", "-x", required=True)
+@store_options()
 @pass_ctx
 @_errors
 def experiments_restore(obj: _Context, experiment_id: str) -> None:
@@ -195,6 +224,7 @@ def runs() -> None:
 @click.option("--order-by", multiple=True, help="e.g. 'metrics.rmse ASC'; repeatable.")
 @click.option("--max-results", type=int, default=1000, show_default=True)
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table")
+@store_options()
 @pass_ctx
 @_errors
 def runs_list(
@@ -222,6 +252,7 @@ def runs_list(
 
 @runs.command("describe")
 @click.option("--run-id", required=True)
+@store_options()
 @pass_ctx
 @_errors
 def runs_describe(obj: _Context, run_id: str) -> None:
@@ -231,6 +262,7 @@ def runs_describe(obj: _Context, run_id: str) -> None:
 
 @runs.command("delete")
 @click.option("--run-id", required=True)
+@store_options()
 @pass_ctx
 @_errors
 def runs_delete(obj: _Context, run_id: str) -> None:
@@ -241,6 +273,7 @@ def runs_delete(obj: _Context, run_id: str) -> None:
 
 @runs.command("restore")
 @click.option("--run-id", required=True)
+@store_options()
 @pass_ctx
 @_errors
 def runs_restore(obj: _Context, run_id: str) -> None:
@@ -260,6 +293,7 @@ def artifacts() -> None:
 @artifacts.command("list")
 @click.option("--run-id", "-r", required=True)
 @click.option("--artifact-path", "-a", default=None)
+@store_options()
 @pass_ctx
 @_errors
 def artifacts_list(obj: _Context, run_id: str, artifact_path: str | None) -> None:
@@ -277,6 +311,7 @@ def artifacts_list(obj: _Context, run_id: str, artifact_path: str | None) -> Non
 @click.option("--run-id", "-r", required=True)
 @click.option("--artifact-path", "-a", default="")
 @click.option("--dst-path", "-d", default=None)
+@store_options()
 @pass_ctx
 @_errors
 def artifacts_download(
@@ -290,6 +325,7 @@ def artifacts_download(
 @click.option("--local-file", "-l", required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--run-id", "-r", required=True)
 @click.option("--artifact-path", "-a", default=None)
+@store_options()
 @pass_ctx
 @_errors
 def artifacts_log_artifact(
@@ -307,6 +343,7 @@ def artifacts_log_artifact(
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option("--port", default=5000, show_default=True, type=int, help="Port (0: any free).")
 @click.option("--threads", default=8, show_default=True, type=int, help="Worker threads.")
+@store_options(backend_store_uri=True)
 @pass_ctx
 @_errors
 def ui_command(obj: _Context, host: str, port: int, threads: int) -> None:
@@ -322,6 +359,7 @@ def ui_command(obj: _Context, host: str, port: int, threads: int) -> None:
 @main.command("sql")
 @click.argument("query")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table")
+@store_options()
 @pass_ctx
 @_errors
 def sql_command(obj: _Context, query: str, fmt: str) -> None:
@@ -442,6 +480,7 @@ def _duration(text: str) -> float:
 @click.option("--run", "run_id", default=None, help="Compact one run.")
 @click.option("--experiment", "experiment_id", default=None, help="Compact one experiment.")
 @click.option("--all", "all_", is_flag=True, help="Compact every experiment (the default).")
+@store_options()
 @pass_ctx
 @_errors
 def compact_command(
@@ -480,6 +519,7 @@ def compact_command(
 )
 @click.option("--grace", default=None, help="Grace period for replaced files (default: setting).")
 @click.option("--keep-deleted-runs", is_flag=True, help="Do not purge deleted runs.")
+@store_options(backend_store_uri=True)
 @pass_ctx
 @_errors
 def gc_command(
@@ -508,6 +548,7 @@ def gc_command(
 @main.command("doctor")
 @click.option("--repair", is_flag=True, help="Rebuild derived files from the segments.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+@store_options()
 @pass_ctx
 @_errors
 def doctor_command(obj: _Context, repair: bool, fmt: str) -> None:
