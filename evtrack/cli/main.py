@@ -594,5 +594,11 @@ def sync_command(obj: _Context, server_url: str | None) -> None:
         sys.exit(1)
 
 
+# import / export (evtrack/cli/migrate.py)
+from evtrack.cli.migrate import import_command  # noqa: E402 - needs the helpers above
+
+main.add_command(import_command)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -1,0 +1,55 @@
+"""``evtrack import`` and ``evtrack export``: thin wrappers over :mod:`evtrack.migrate`."""
+
+from __future__ import annotations
+
+import click
+
+from evtrack.cli.main import _Context, _errors, _table, pass_ctx, store_options
+
+__all__ = ["export_command", "import_command"]
+
+
+def _counts_table(counts: dict[str, tuple[int, int]], left: str, right: str) -> str:
+    rows = [(name, a, b, "" if a == b else "DIFFERS") for name, (a, b) in counts.items()]
+    return _table(["", left, right, ""], rows)
+
+
+@click.command("import")
+@click.argument("source")
+@click.option(
+    "--experiment",
+    "experiments",
+    multiple=True,
+    help="Import only this experiment (by name); repeatable. Default: all of them.",
+)
+@click.option("--no-artifacts", is_flag=True, help="Copy runs without their artifact files.")
+@click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar.")
+@store_options()
+@pass_ctx
+@_errors
+def import_command(
+    obj: _Context, source: str, experiments: tuple[str, ...], no_artifacts: bool, progress: bool
+) -> None:
+    """Import an MLflow store into the evtrack store.
+
+    SOURCE is an MLflow file store folder (./mlruns, also MLflow 1.x layouts), a database
+    URI MLflow accepts (sqlite:///mlflow.db, postgresql://...) or an MLflow server URL
+    (http://host:5000). Resumable and idempotent: run it again after an interruption, or
+    to pick up new runs; nothing is imported twice.
+    """
+    from evtrack.migrate import import_mlflow
+    from evtrack.store.log.layout import resolve_uri
+
+    report = import_mlflow(
+        source,
+        resolve_uri(obj.tracking_uri),
+        list(experiments) or None,
+        artifacts=not no_artifacts,
+        progress=progress,
+    )
+    click.echo(
+        f"Imported {report.runs_imported} runs ({report.runs_skipped} already complete), "
+        f"{report.points_written} metric points, {report.artifacts_copied} artifact files "
+        f"in {report.seconds:.1f}s into {report.destination}"
+    )
+    click.echo(_counts_table(report.counts, "MLflow", "evtrack"))
