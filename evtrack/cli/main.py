@@ -389,8 +389,14 @@ def sql_command(obj: _Context, query: str, fmt: str) -> None:
 @click.option(
     "--default-artifact-root",
     default=None,
-    help="Artifact root for new experiments (any fsspec URL); served to clients as "
-    "mlflow-artifacts:/. Default: inside the store.",
+    help="Artifact root for new experiments (any fsspec URL); clients read and write it "
+    "directly, as with `mlflow server`. Default: the proxied --artifacts-destination.",
+)
+@click.option(
+    "--artifacts-destination",
+    default=None,
+    help="Where the mlflow-artifacts proxy stores files (any fsspec URL); shown to clients "
+    "as mlflow-artifacts:/. Default: the store's experiments/ folder.",
 )
 @click.option("--serve-artifacts/--no-serve-artifacts", default=True, show_default=True)
 @click.option("--host", "-h", default="127.0.0.1", show_default=True)
@@ -423,6 +429,7 @@ def server_command(
     obj: _Context,
     backend_store_uri: str | None,
     default_artifact_root: str | None,
+    artifacts_destination: str | None,
     serve_artifacts: bool,
     host: str,
     port: int,
@@ -450,6 +457,7 @@ def server_command(
         serve_artifacts=serve_artifacts,
         auth=auth,
         read_only=read_only,
+        artifacts_destination=artifacts_destination,
     )
 
 

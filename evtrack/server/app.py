@@ -49,6 +49,7 @@ def create_app(
     auth: Auth | str | None = None,
     read_only: bool = False,
     *,
+    artifacts_destination: str | None = None,
     max_json_bytes: int = MAX_JSON_BYTES,
     max_artifact_bytes: int = MAX_ARTIFACT_BYTES,
     max_ingest_bytes: int = MAX_INGEST_BYTES,
@@ -57,9 +58,11 @@ def create_app(
 
     ``auth`` is an :class:`~evtrack.server.auth.Auth` or a bearer token string;
     ``read_only`` refuses every write with ``PERMISSION_DENIED`` (403).
+    ``default_artifact_root`` given means new experiments live there and clients write
+    there directly; ``artifacts_destination`` is what the ``mlflow-artifacts`` proxy serves.
     """
     from evtrack import __version__
-    from evtrack.server import artifacts_proxy, mlflow_api, native, not_supported
+    from evtrack.server import artifacts_proxy, mlflow_api, mlflow_compat, native, not_supported
 
     if isinstance(auth, str):
         auth = Auth(token=auth)
@@ -72,7 +75,9 @@ def create_app(
         EVTRACK_MAX_INGEST_BYTES=max_ingest_bytes,
         EVTRACK_READ_ONLY=read_only,
     )
-    backend = Backend(backend_store_uri, default_artifact_root, serve_artifacts)
+    backend = Backend(
+        backend_store_uri, default_artifact_root, serve_artifacts, artifacts_destination
+    )
     backend.client._ready()
     app.extensions["evtrack"] = backend
 
@@ -105,6 +110,7 @@ def create_app(
         return Response(__version__, mimetype="text/plain")
 
     mlflow_api.register(app)
+    mlflow_compat.register(app)
     artifacts_proxy.register(app)
     native.register(app)
     not_supported.register(app)

@@ -3,8 +3,9 @@ through the server, under its artifact root, exactly as with ``mlflow server``.
 
 ``/api/2.0/mlflow-artifacts/artifacts/<path>`` (GET, PUT, DELETE) and
 ``/api/2.0/mlflow-artifacts/artifacts?path=…`` (listing). Paths are checked with
-:func:`evtrack.tracking.validation.check_artifact_path` (no ``..``, no absolute paths, no
-%-encoded tricks), so nothing outside the artifact root can be read or written.
+:func:`evtrack.server.mlflow_compat.check_path` (no ``..``, no absolute paths, no
+%-encoded tricks; MLflow's exact ``"Invalid path"`` answer), so nothing outside the
+artifact root can be read or written.
 
 A file put under a run's artifact folder (``…/<run_id>/artifacts/<file>``) is written
 through that run's :class:`~evtrack.artifacts.repository.ArtifactRepository` and recorded as an
@@ -26,7 +27,7 @@ from evtrack.errors import ArtifactNotFound
 from evtrack.server.incoming import backend, body_bytes, config, message
 from evtrack.server.mlflow_api import ok
 from evtrack.server.protocol import file_info_json
-from evtrack.tracking import validation
+from evtrack.server.mlflow_compat import check_path
 
 __all__ = ["register"]
 
@@ -66,12 +67,16 @@ def _run_of(rel: str) -> tuple[Any, str] | None:
 def download(artifact_path: str) -> Response:
     if (r := _disabled()) is not None:
         return r
-    rel = validation.check_artifact_path(artifact_path, allow_root=False)
+    rel = check_path(artifact_path, allow_root=False)
     try:
         data = _repo().read_bytes(rel)
     except ArtifactNotFound:
         raise ArtifactNotFound(f"File {artifact_path} not found.") from None
-    name = posixpath.basename(rel)
+    return file_response(posixpath.basename(rel), data)
+
+
+def file_response(name: str, data: bytes) -> Response:
+    """A file sent as an attachment (never rendered on the server's origin), as MLflow does."""
     mime = mimetypes.guess_type(name)[0] or "application/octet-stream"
     resp = Response(data, mimetype=mime)
     try:
@@ -87,7 +92,7 @@ def download(artifact_path: str) -> Response:
 def upload(artifact_path: str) -> Response:
     if (r := _disabled()) is not None:
         return r
-    rel = validation.check_artifact_path(artifact_path, allow_root=False)
+    rel = check_path(artifact_path, allow_root=False)
     data = body_bytes(config("EVTRACK_MAX_ARTIFACT_BYTES"))
     target = _run_of(rel)
     if target is None:
@@ -103,7 +108,7 @@ def upload(artifact_path: str) -> Response:
 def delete(artifact_path: str) -> Response:
     if (r := _disabled()) is not None:
         return r
-    rel = validation.check_artifact_path(artifact_path, allow_root=False)
+    rel = check_path(artifact_path, allow_root=False)
     target = _run_of(rel)
     if target is None:
         _repo().delete(rel)
@@ -117,7 +122,7 @@ def listing() -> Response:
     if (r := _disabled()) is not None:
         return r
     m = message({"path": "string"})
-    rel = validation.check_artifact_path(m.get("path"))
+    rel = check_path(m.get("path"))
     files = [file_info_json(f, posixpath.basename(f.path)) for f in _repo().list(rel or None)]
     return ok({"files": files} if files else {})
 

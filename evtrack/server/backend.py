@@ -101,19 +101,28 @@ class Backend:
     """The store-side state of one app: client, artifact root and its public mapping."""
 
     def __init__(
-        self, backend_store_uri: str, default_artifact_root: str | None, serve_artifacts: bool
+        self,
+        backend_store_uri: str,
+        default_artifact_root: str | None,
+        serve_artifacts: bool,
+        artifacts_destination: str | None = None,
     ) -> None:
         store_uri = resolve_uri(backend_store_uri)
         root = _file_url(default_artifact_root) if default_artifact_root else None
-        if root and root.startswith(PROXY_SCHEME):
-            raise InvalidParameterValue(
-                "--default-artifact-root must be a storage URL (a folder, s3://...); the "
-                "server itself maps it to mlflow-artifacts:/ for clients."
-            )
-        self.client = ServerClient(store_uri, root)
+        dest = _file_url(artifacts_destination) if artifacts_destination else None
+        for name, value in (("--default-artifact-root", root), ("--artifacts-destination", dest)):
+            if value and value.startswith(PROXY_SCHEME):
+                raise InvalidParameterValue(
+                    f"{name} must be a storage URL (a folder, s3://...); the server itself "
+                    "maps the proxied root to mlflow-artifacts:/ for clients."
+                )
+        # As with `mlflow server`: an explicit --default-artifact-root is where new
+        # experiments live and clients write there directly; the proxy serves
+        # --artifacts-destination (default: the store's experiments/ folder).
+        self.client = ServerClient(store_uri, root or dest)
         self.serve_artifacts = serve_artifacts
         # Everything under this root is served through the mlflow-artifacts proxy.
-        self.proxied_root = root or self.client.store.url("experiments")
+        self.proxied_root = dest or self.client.store.url("experiments")
 
     # -- artifact URIs: stored form <-> what clients see ----------------------------
 

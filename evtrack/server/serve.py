@@ -32,6 +32,7 @@ def run_server(
     read_only: bool = False,
     threads: int = 16,
     timeout: int = 120,
+    artifacts_destination: str | None = None,
 ) -> None:
     """Serve until interrupted (SIGINT/SIGTERM)."""
     kwargs: dict[str, Any] = {
@@ -40,6 +41,7 @@ def run_server(
         "serve_artifacts": serve_artifacts,
         "auth": auth,
         "read_only": read_only,
+        "artifacts_destination": artifacts_destination,
     }
     if workers <= 1:
         _serve_threaded(host, port, kwargs)
