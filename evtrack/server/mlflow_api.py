@@ -543,7 +543,10 @@ def get_metric_history_bulk_interval() -> Response:
         )
     max_results = m.get("max_results", MAX_RESULTS_PER_RUN)
     if not 1 <= max_results <= MAX_RESULTS_PER_RUN:
-        raise InvalidParameterValue(f"max_results must be between 1 and {MAX_RESULTS_PER_RUN}.")
+        raise InvalidParameterValue(
+            f"max_results must be between 1 and {MAX_RESULTS_PER_RUN}. "
+            "See the API docs for more information about request parameters."
+        )
     start, end = m.get("start_step"), m.get("end_step")
     if (start is None) != (end is None):
         raise InvalidParameterValue(

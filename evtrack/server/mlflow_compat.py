@@ -128,13 +128,20 @@ def get_history_bulk() -> Response:
         raise InvalidParameterValue(
             f"Invalid value {raw!r} for parameter 'max_results': use an integer."
         ) from None
+    from evtrack.errors import RunNotFound
+
     client = backend().client
-    out: list[dict[str, Any]] = []
-    for run_id in sorted(run_ids):  # MLflow's handler sorts the ids
-        history = client.get_metric_history(run_id, key)[: max(max_results, 0)]
-        history.sort(key=lambda m: (m.timestamp, m.step, m.value))
-        out += [metric_json(m, run_id) for m in history]
-    return _ok({"metrics": out[: max(max_results, 0)]})
+    points = []
+    for run_id in sorted(set(run_ids)):
+        try:
+            history = client.get_metric_history(run_id, key)
+        except RunNotFound:
+            continue  # MLflow's SQL store skips ids it does not know
+        points += [(run_id, m) for m in history]
+    # MLflow's SQL store: ordered by run id, timestamp, step, value; one limit overall.
+    points.sort(key=lambda rm: (rm[0], rm[1].timestamp, rm[1].step, rm[1].value))
+    limit = max(max_results, 0)
+    return _ok({"metrics": [metric_json(m, run_id) for run_id, m in points[:limit]]})
 
 
 def search_datasets() -> Response:
