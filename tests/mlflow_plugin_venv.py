@@ -20,7 +20,6 @@ import venv
 from pathlib import Path
 
 import pytest
-
 from mlflow_venv import (
     MLFLOW_VERSION,
     MlflowVenvUnavailable,

@@ -39,7 +39,9 @@ def test_mlflow_variables_drive_the_fluent_api(monkeypatch, tmp_path):
         evtrack.log_param("a", "1")
     client = evtrack.MlflowClient(str(tmp_path / "mlstore"))
     exp = client.get_experiment_by_name("from-env")
-    assert exp is not None and client.get_run(run.info.run_id).info.experiment_id == exp.experiment_id
+    assert (
+        exp is not None and client.get_run(run.info.run_id).info.experiment_id == exp.experiment_id
+    )
     monkeypatch.setenv("MLFLOW_RUN_ID", run.info.run_id)
     with evtrack.start_run() as resumed:
         evtrack.log_param("b", "2")

@@ -19,10 +19,10 @@ import time
 from pathlib import Path
 
 import pytest
+from mlflow_venv import mlflow_python_fixture  # noqa: F401  (the mlflow_python fixture)
 
 import evtrack
 from evtrack.migrate import import_mlflow
-from mlflow_venv import mlflow_python_fixture  # noqa: F401  (the mlflow_python fixture)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -103,8 +103,17 @@ QUERIES = [
     {"experiments": ["train"], "filter": "tags.group = 'g1'", "view": "ALL"},
     {"experiments": ["train"], "view": "DELETED_ONLY"},
     {"experiments": ["train"], "filter": "attributes.status = 'FAILED'"},
-    {"experiments": ["train"], "filter": "tags.`mlflow.parentRunId` != ''", "order_by": ["attributes.start_time"]},
-    {"experiments": ["train", "old"], "view": "ALL", "order_by": ["params.alpha"], "max_results": 4},
+    {
+        "experiments": ["train"],
+        "filter": "tags.`mlflow.parentRunId` != ''",
+        "order_by": ["attributes.start_time"],
+    },
+    {
+        "experiments": ["train", "old"],
+        "view": "ALL",
+        "order_by": ["params.alpha"],
+        "max_results": 4,
+    },
 ]
 
 
@@ -245,10 +254,14 @@ def test_an_import_killed_midway_resumes_exactly(sources, tmp_path):
     if killed:
         assert report.runs_imported > 0
     # every metric key exactly once: no point written twice by the resumed import
-    dup = evtrack.MlflowClient(str(dest)).sql(
-        "select count(*) from (select run_id, key, step, timestamp, count(*) n "
-        "from metrics group by all having n > 1)"
-    ).fetchall()[0][0]
+    dup = (
+        evtrack.MlflowClient(str(dest))
+        .sql(
+            "select count(*) from (select run_id, key, step, timestamp, count(*) n "
+            "from metrics group by all having n > 1)"
+        )
+        .fetchall()[0][0]
+    )
     assert dup == 0
 
 
@@ -294,7 +307,9 @@ def test_mlflow_1x_file_store(tmp_path, monkeypatch):
         "alice",
     )
     assert run.data.params == {"alpha": "0.5", "l1_ratio": "0.1"}
-    assert [(m.step, m.timestamp, m.value) for m in client.get_metric_history(run.info.run_id, "rmse")] == [
+    assert [
+        (m.step, m.timestamp, m.value) for m in client.get_metric_history(run.info.run_id, "rmse")
+    ] == [
         (0, 1563393612526, 0.79),
         (0, 1563393612530, 0.75),
     ]

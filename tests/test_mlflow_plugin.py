@@ -12,14 +12,14 @@ import json
 import os
 import subprocess
 import textwrap
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
+from mlflow_plugin_venv import plugin_python_fixture  # noqa: F401  (the plugin_python fixture)
 
 import evtrack
 from evtrack.mlflow_plugin.uris import SCHEMES, to_evtrack_uri, to_store_url
-from mlflow_plugin_venv import plugin_python_fixture  # noqa: F401  (the plugin_python fixture)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -103,7 +103,9 @@ def check_tracking(python: Path, uri: str, cwd: Path) -> None:
     assert run.data.tags["via"] == "log_batch" and run.data.tags["team"] == "a"
     assert run.info.status == out["status"] == "FINISHED"
     assert run.info.end_time == out["end_time"]
-    hist = [[m.step, m.timestamp, m.value] for m in client.get_metric_history(out["run_id"], "loss")]
+    hist = [
+        [m.step, m.timestamp, m.value] for m in client.get_metric_history(out["run_id"], "loss")
+    ]
     assert hist == out["hist"] and len(hist) == 200
     assert hist[0] == [0, 1_700_000_000_000, 1.0]
     child = client.get_run(out["child_id"])
@@ -141,9 +143,7 @@ print(json.dumps({"run_id": run.info.run_id}))
 
 def test_async_logging_lands_every_point(plugin_python, tmp_path):
     uri = f"evtrack://{tmp_path}/evruns"
-    out = run_mlflow(
-        plugin_python, uri, ASYNC_SCRIPT, tmp_path, MLFLOW_ENABLE_ASYNC_LOGGING="true"
-    )
+    out = run_mlflow(plugin_python, uri, ASYNC_SCRIPT, tmp_path, MLFLOW_ENABLE_ASYNC_LOGGING="true")
     client = evtrack.MlflowClient(to_store_url(uri))
     hist = client.get_metric_history(out["run_id"], "m")
     assert [(m.step, m.value) for m in hist] == [(i, float(i)) for i in range(500)]

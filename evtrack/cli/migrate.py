@@ -6,7 +6,7 @@ import click
 
 from evtrack.cli.main import _Context, _errors, _table, pass_ctx, store_options
 
-__all__ = ["export_command", "import_command"]
+__all__ = ["import_command"]
 
 
 def _counts_table(counts: dict[str, tuple[int, int]], left: str, right: str) -> str:

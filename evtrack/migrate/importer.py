@@ -20,6 +20,7 @@ import os
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+
 import evtrack
 from evtrack.entities import Param, RunTag
 from evtrack.migrate.source import Source, SourceExperiment, SourceRun, open_source
@@ -174,7 +175,9 @@ class _Importer:
             self.report.points_written += rest.num_rows
         if self.artifacts:
             self.copy_artifacts(run)
-        if run.status != "RUNNING" and (have is None or have[0] != run.status or have[1] != run.end_time):
+        if run.status != "RUNNING" and (
+            have is None or have[0] != run.status or have[1] != run.end_time
+        ):
             client.set_terminated(run.run_id, run.status, run.end_time)
         else:
             client.flush()
@@ -261,9 +264,7 @@ def import_mlflow(
     try:
         client = evtrack.MlflowClient(tracking_uri)
         imp = _Importer(src, client, artifacts)
-        chosen = [
-            e for e in src.experiments() if not experiments or e.name in set(experiments)
-        ]
+        chosen = [e for e in src.experiments() if not experiments or e.name in set(experiments)]
         if experiments:
             missing = set(experiments) - {e.name for e in chosen}
             if missing:
@@ -285,4 +286,3 @@ def import_mlflow(
         return imp.report
     finally:
         src.close()
-

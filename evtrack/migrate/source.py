@@ -86,7 +86,9 @@ def status_name(status: Any) -> str:
     return str(status or "RUNNING")
 
 
-def local_artifact_files(artifact_uri: str, base_dir: str | None = None) -> tuple[Any, str, list[str]]:
+def local_artifact_files(
+    artifact_uri: str, base_dir: str | None = None
+) -> tuple[Any, str, list[str]]:
     """The files under an artifact URI any fsspec filesystem can open.
 
     A relative URI (``./mlruns/0/<run>/artifacts``, what MLflow writes when its default

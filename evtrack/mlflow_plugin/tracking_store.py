@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import functools
 import json
-from typing import Any
 
 from mlflow.entities import (
     Dataset,
@@ -217,7 +216,9 @@ class EvtrackTrackingStore(AbstractStore):
             run_name=run_name,
             user_id=user_id,
         )
-        return Run(_run_info(run.info), RunData(tags=[RunTag(k, v) for k, v in run.data.tags.items()]))
+        return Run(
+            _run_info(run.info), RunData(tags=[RunTag(k, v) for k, v in run.data.tags.items()])
+        )
 
     @_translating
     def update_run_info(self, run_id, run_status, end_time, run_name):

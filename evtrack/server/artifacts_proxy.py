@@ -14,7 +14,6 @@ through that run's :class:`~evtrack.artifacts.repository.ArtifactRepository` and
 
 from __future__ import annotations
 
-import mimetypes
 import posixpath
 import re
 import urllib.parse
@@ -26,8 +25,8 @@ from evtrack.artifacts.repository import ArtifactRepository
 from evtrack.errors import ArtifactNotFound
 from evtrack.server.incoming import backend, body_bytes, config, message
 from evtrack.server.mlflow_api import ok
+from evtrack.server.mlflow_compat import check_path, guess_mime_type
 from evtrack.server.protocol import file_info_json
-from evtrack.server.mlflow_compat import check_path
 
 __all__ = ["register"]
 
@@ -77,8 +76,7 @@ def download(artifact_path: str) -> Response:
 
 def file_response(name: str, data: bytes) -> Response:
     """A file sent as an attachment (never rendered on the server's origin), as MLflow does."""
-    mime = mimetypes.guess_type(name)[0] or "application/octet-stream"
-    resp = Response(data, mimetype=mime)
+    resp = Response(data, mimetype=guess_mime_type(name))
     try:
         name.encode("ascii")
         disposition = f'attachment; filename="{name}"'

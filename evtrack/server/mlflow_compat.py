@@ -28,7 +28,13 @@ from flask import Flask, Response, request
 from evtrack.errors import InvalidParameterValue
 from evtrack.server.incoming import backend, body_bytes, json_body
 
-__all__ = ["absolute_artifact_location", "check_path", "register", "sample_interval"]
+__all__ = [
+    "absolute_artifact_location",
+    "check_path",
+    "guess_mime_type",
+    "register",
+    "sample_interval",
+]
 
 _log = logging.getLogger("evtrack.server")
 
@@ -52,6 +58,24 @@ def check_path(path: Any, *, allow_root: bool = True) -> str:
     except InvalidParameterValue as exc:
         _log.info("refused artifact path: %s", exc.message)
         raise InvalidParameterValue("Invalid path") from None
+
+
+#: Extensions MLflow serves as text/plain (mlflow/utils/mime_type_utils.py), so that the
+#: UI previews them and no browser renders them as their own type.
+TEXT_EXTENSIONS = frozenset(
+    "txt log err cfg conf cnf cf ini properties prop hocon toml yaml yml xml json js py py3 "
+    "csv tsv md rst ipynb MLmodel MLproject".split()
+)
+
+
+def guess_mime_type(name: str) -> str:
+    """The Content-Type MLflow's server sends for an artifact called ``name``."""
+    import mimetypes
+
+    ext = os.path.splitext(name)[1].lstrip(".") or name
+    if ext in TEXT_EXTENSIONS:
+        return "text/plain"
+    return mimetypes.guess_type(name)[0] or "application/octet-stream"
 
 
 def absolute_artifact_location(location: str) -> str:
@@ -112,7 +136,9 @@ def get_history_bulk() -> Response:
 
     run_ids = request.args.getlist("run_id")
     if not run_ids:
-        raise InvalidParameterValue("GetMetricHistoryBulk request must specify at least one run_id.")
+        raise InvalidParameterValue(
+            "GetMetricHistoryBulk request must specify at least one run_id."
+        )
     if len(run_ids) > MAX_RUN_IDS_PER_REQUEST:
         raise InvalidParameterValue(
             f"GetMetricHistoryBulk request cannot specify more than {MAX_RUN_IDS_PER_REQUEST}"
@@ -155,7 +181,9 @@ def search_datasets() -> Response:
             "a list of experiment id strings."
         )
     if not ids:
-        raise InvalidParameterValue("SearchDatasets request must specify at least one experiment_id.")
+        raise InvalidParameterValue(
+            "SearchDatasets request must specify at least one experiment_id."
+        )
     if len(ids) > MAX_EXPERIMENT_IDS_PER_REQUEST:
         raise InvalidParameterValue(
             f"SearchDatasets request cannot specify more than {MAX_EXPERIMENT_IDS_PER_REQUEST}"

@@ -21,21 +21,28 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from mlflow_venv import mlflow_python_fixture  # noqa: F401  (the mlflow_python fixture)
 
 from evtrack.server.testing import ServerProcess, free_port
-from mlflow_venv import mlflow_python_fixture  # noqa: F401  (the mlflow_python fixture)
 
 
 @dataclass
 class Answer:
     status: int
     body: Any
-    headers: dict[str, str]
+    headers: Any  # case-insensitive: servers differ in header case
     raw: bytes
 
 
-def call(base: str, method: str, path: str, body: Any = None, *, data: bytes | None = None,
-         content_type: str | None = "application/json") -> Answer:
+def call(
+    base: str,
+    method: str,
+    path: str,
+    body: Any = None,
+    *,
+    data: bytes | None = None,
+    content_type: str | None = "application/json",
+) -> Answer:
     headers = {}
     if body is not None:
         data = json.dumps(body).encode()
@@ -44,9 +51,9 @@ def call(base: str, method: str, path: str, body: Any = None, *, data: bytes | N
     req = urllib.request.Request(base + path, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=60) as resp:
-            status, raw, hdrs = resp.status, resp.read(), dict(resp.headers)
+            status, raw, hdrs = resp.status, resp.read(), resp.headers
     except urllib.error.HTTPError as exc:
-        status, raw, hdrs = exc.code, exc.read(), dict(exc.headers)
+        status, raw, hdrs = exc.code, exc.read(), exc.headers
     try:
         parsed = json.loads(raw) if raw else {}
     except ValueError:
@@ -89,12 +96,14 @@ class Pair:
             out.append(server.call(method, p, body, **kw))
         return out[0], out[1]
 
-    def seed(self, experiment: str, runs: dict[str, dict[str, list[tuple[int, int, float]]]]) -> None:
+    def seed(
+        self, experiment: str, runs: dict[str, dict[str, list[tuple[int, int, float]]]]
+    ) -> None:
         """An experiment with runs; each run's metrics as (step, timestamp, value) points."""
         for server in (self.mlflow, self.evtrack):
-            exp_id = server.json("POST", "/api/2.0/mlflow/experiments/create", {"name": experiment})[
-                "experiment_id"
-            ]
+            exp_id = server.json(
+                "POST", "/api/2.0/mlflow/experiments/create", {"name": experiment}
+            )["experiment_id"]
             for name, metrics in runs.items():
                 run = server.json(
                     "POST",
@@ -135,12 +144,25 @@ def _start_mlflow(python: Path, workdir: Path) -> tuple[subprocess.Popen, str]:
 def _popen_mlflow(python: Path, workdir: Path, port: int, log: Any) -> subprocess.Popen:
     return subprocess.Popen(
         [
-            str(python), "-m", "mlflow", "server",
-            "--backend-store-uri", f"sqlite:///{workdir}/mlflow.db",
-            "--artifacts-destination", str(workdir / "mlartifacts"),
-            "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+            str(python),
+            "-m",
+            "mlflow",
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{workdir}/mlflow.db",
+            "--artifacts-destination",
+            str(workdir / "mlartifacts"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
         ],
-        cwd=workdir, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        cwd=workdir,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
         env={**os.environ, "MLFLOW_ALLOW_FILE_STORE": "true"},
     )
 

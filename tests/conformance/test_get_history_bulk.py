@@ -41,7 +41,7 @@ def test_same_points_same_order(pair, runs, key, max_results):
     """MLflow orders by run id (random on each server), then timestamp, step, value, and
     applies one limit overall: so evtrack's answer must equal MLflow's full answer put in
     evtrack's run-id order and cut at the limit."""
-    ids = [r if len(r) == 32 else "{run:%s}" % r for r in runs]
+    ids = [r if len(r) == 32 else "{run:" + r + "}" for r in runs]
     full, _ = pair.both("GET", fix(PATH + q(run_id=ids, metric_key=key)))
     params = {"run_id": ids, "metric_key": key}
     if max_results is not None:

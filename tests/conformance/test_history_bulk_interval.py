@@ -25,7 +25,7 @@ def pair(servers):
 
 
 def ids(*names):
-    return ["{run:%s}" % n for n in names]
+    return ["{run:" + n + "}" for n in names]
 
 
 def fix(path: str) -> str:
@@ -39,8 +39,13 @@ def fix(path: str) -> str:
         {"run_ids": ids("bi-short", "bi-long"), "metric_key": "m", "max_results": 10},
         {"run_ids": ids("bi-odd"), "metric_key": "m", "max_results": 7},
         {"run_ids": ids("bi-long"), "metric_key": "m", "max_results": 1},
-        {"run_ids": ids("bi-long", "bi-odd"), "metric_key": "m", "max_results": 13,
-         "start_step": 100, "end_step": 2000},
+        {
+            "run_ids": ids("bi-long", "bi-odd"),
+            "metric_key": "m",
+            "max_results": 13,
+            "start_step": 100,
+            "end_step": 2000,
+        },
         {"run_ids": ids("bi-short"), "metric_key": "m", "start_step": 3, "end_step": 3},
     ],
 )
