@@ -207,4 +207,6 @@ def servers(mlflow_python, tmp_path_factory) -> Iterator[Pair]:
 
 
 def q(**params: Any) -> str:
-    return urllib.parse.urlencode(params, doseq=True)
+    """A query string; ``{run:NAME}`` placeholders are kept readable for :meth:`Pair.both`."""
+    text = urllib.parse.urlencode(params, doseq=True)
+    return text.replace("%7B", "{").replace("%7D", "}").replace("%3A", ":")

@@ -18,17 +18,13 @@ def pair(servers):
     return servers
 
 
-def fix(path: str) -> str:
-    return path.replace("%7B", "{").replace("%7D", "}").replace("%3A", ":")
-
-
 @pytest.mark.parametrize("bad", BAD)
 @pytest.mark.parametrize(
     "route",
     ["/api/2.0/mlflow/artifacts/list?", "/get-artifact?", "/ajax-api/2.0/mlflow/artifacts/list?"],
 )
 def test_invalid_path_get_routes(pair, route, bad):
-    ml, ev = pair.both("GET", fix(route + q(run_id="{run:path-1}", path=bad)))
+    ml, ev = pair.both("GET", route + q(run_id="{run:path-1}", path=bad))
     assert error_of(ml) == (400, "INVALID_PARAMETER_VALUE", "Invalid path")
     assert error_of(ev) == error_of(ml)
 
@@ -37,7 +33,7 @@ def test_invalid_path_get_routes(pair, route, bad):
 def test_invalid_path_upload(pair, bad):
     ml, ev = pair.both(
         "POST",
-        fix("/ajax-api/2.0/mlflow/upload-artifact?" + q(run_uuid="{run:path-1}", path=bad)),
+        "/ajax-api/2.0/mlflow/upload-artifact?" + q(run_uuid="{run:path-1}", path=bad),
         data=b"x",
         content_type="application/octet-stream",
     )
