@@ -603,9 +603,10 @@ def sync_command(obj: _Context, server_url: str | None) -> None:
 
 
 # import / export (evtrack/cli/migrate.py)
-from evtrack.cli.migrate import import_command  # noqa: E402 - needs the helpers above
+from evtrack.cli.migrate import export_command, import_command  # noqa: E402 - needs helpers above
 
 main.add_command(import_command)
+main.add_command(export_command)
 
 
 if __name__ == "__main__":  # pragma: no cover

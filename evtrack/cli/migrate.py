@@ -6,7 +6,7 @@ import click
 
 from evtrack.cli.main import _Context, _errors, _table, pass_ctx, store_options
 
-__all__ = ["import_command"]
+__all__ = ["export_command", "import_command"]
 
 
 def _counts_table(counts: dict[str, tuple[int, int]], left: str, right: str) -> str:
@@ -53,3 +53,38 @@ def import_command(
         f"in {report.seconds:.1f}s into {report.destination}"
     )
     click.echo(_counts_table(report.counts, "MLflow", "evtrack"))
+
+
+@click.command("export")
+@click.option(
+    "--to",
+    "to",
+    required=True,
+    help="An empty folder (written as an MLflow file store) or sqlite:///path.db "
+    "(through `mlflow migrate-filestore`; needs mlflow installed).",
+)
+@click.option(
+    "--experiment",
+    "experiments",
+    multiple=True,
+    help="Export only this experiment (by name); repeatable. Default: all of them.",
+)
+@click.option("--no-artifacts", is_flag=True, help="Leave artifact files behind.")
+@store_options()
+@pass_ctx
+@_errors
+def export_command(
+    obj: _Context, to: str, experiments: tuple[str, ...], no_artifacts: bool
+) -> None:
+    """Write the evtrack store as an MLflow store that MLflow 3 opens (mlflow ui,
+    mlflow.search_runs). File stores need MLFLOW_ALLOW_FILE_STORE=true in MLflow 3."""
+    from evtrack.migrate import export_mlflow
+    from evtrack.store.log.layout import resolve_uri
+
+    report = export_mlflow(
+        to, resolve_uri(obj.tracking_uri), list(experiments) or None, artifacts=not no_artifacts
+    )
+    click.echo(
+        f"Exported {report.experiments} experiments, {report.runs} runs, {report.points} "
+        f"metric points, {report.artifacts} artifact files to {to} in {report.seconds:.1f}s"
+    )

@@ -7,6 +7,7 @@ evtrack store out as an MLflow file store or database. See docs/mlflow-bridge.md
 
 from __future__ import annotations
 
+from evtrack.migrate.exporter import ExportReport, export_mlflow
 from evtrack.migrate.importer import ImportReport, import_mlflow
 
-__all__ = ["ImportReport", "import_mlflow"]
+__all__ = ["ExportReport", "ImportReport", "export_mlflow", "import_mlflow"]

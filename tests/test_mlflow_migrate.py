@@ -1,10 +1,12 @@
-"""``evtrack import`` of stores written by the real mlflow (its venv), checked against it.
+"""``evtrack import`` / ``export`` against the real mlflow (its venv), both directions.
 
 The sources are made by stock MLflow 3 (a file store and a sqlite database with nested
 runs, deleted runs, a deleted experiment, NaN/inf values, long histories, artifacts),
 plus a hand-written MLflow 1.x file store. After the import, evtrack must give the same
 ordered ``search_runs`` answers and metric histories as MLflow does on the source, and
-a second import (or one resumed after ``kill -9``) must add nothing.
+a second import (or one resumed after ``kill -9``) must add nothing. Exported back (a
+file store, and SQLite through ``mlflow migrate-filestore``), MLflow must read the very
+answers it gave on the original source.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import time
 from pathlib import Path
 
 import pytest
+from mlflow_plugin_venv import plugin_python_fixture  # noqa: F401  (plugin_python)
 from mlflow_venv import mlflow_python_fixture  # noqa: F401  (the mlflow_python fixture)
 
 import evtrack
@@ -328,3 +331,78 @@ def test_bad_sources_get_clear_errors(tmp_path):
     write_mlflow1_store(tmp_path)
     with pytest.raises(ResourceDoesNotExist, match="No experiment named nope"):
         import_mlflow(str(tmp_path / "mlruns"), str(tmp_path / "ev"), ["nope"])
+
+
+# -- export: evtrack -> MLflow, read back by MLflow itself ----------------------------------
+
+
+@pytest.fixture(scope="session")
+def imported(sources, tmp_path_factory) -> str:
+    dest = str(tmp_path_factory.mktemp("imported") / "ev")
+    import_mlflow(sources["file"], dest)
+    return dest
+
+
+def test_export_to_a_file_store_mlflow_reads(imported, mlflow_python, mlflow_answers, tmp_path):
+    from evtrack.migrate import export_mlflow
+
+    report = export_mlflow(str(tmp_path / "mlruns"), imported)
+    assert (report.experiments, report.runs) == (3, 13)
+    got = json.loads(
+        run_in(
+            mlflow_python, SEARCH, f"file://{tmp_path}/mlruns", json.dumps(QUERIES), cwd=tmp_path
+        )
+    )
+    expected = mlflow_answers["file"]
+    assert got["answers"] == expected["answers"]
+    assert got["runs"] == expected["runs"]
+    assert got["history"] == expected["history"]
+
+
+def test_export_to_sqlite_through_mlflow(
+    imported, plugin_python, mlflow_python, mlflow_answers, tmp_path
+):
+    proc = subprocess.run(
+        [
+            str(plugin_python),
+            "-m",
+            "evtrack.cli",
+            "--tracking-uri",
+            imported,
+            "export",
+            "--to",
+            f"sqlite:///{tmp_path}/out.db",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "13 runs" in proc.stdout
+    got = json.loads(
+        run_in(
+            mlflow_python, SEARCH, f"sqlite:///{tmp_path}/out.db", json.dumps(QUERIES), cwd=tmp_path
+        )
+    )
+    # MLflow's SQL stores keep ±inf as ±1.797e308 (its own rule): expect exactly that.
+    expected = json.loads(
+        json.dumps(mlflow_answers["file"]).replace("Infinity", "1.7976931348623157e+308")
+    )
+    assert got["answers"] == expected["answers"]
+    assert got["runs"] == expected["runs"]
+    assert got["history"] == expected["history"]
+    train_run = next(r for r, v in got["runs"].items() if v["name"] == "run-0")
+    art = tmp_path / "mlartifacts"
+    assert [p.read_text() for p in art.rglob("model.txt") if train_run in str(p)] == ["weights 0"]
+
+
+def test_export_refuses_what_it_cannot_write(imported, tmp_path):
+    from evtrack.errors import InvalidParameterValue
+    from evtrack.migrate import export_mlflow
+
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x").write_text("1")
+    with pytest.raises(InvalidParameterValue, match="not empty"):
+        export_mlflow(str(tmp_path / "full"), imported)
+    with pytest.raises(InvalidParameterValue, match="only SQLite"):
+        export_mlflow("postgresql://u@localhost/db", imported)
