@@ -406,3 +406,67 @@ def test_export_refuses_what_it_cannot_write(imported, tmp_path):
         export_mlflow(str(tmp_path / "full"), imported)
     with pytest.raises(InvalidParameterValue, match="only SQLite"):
         export_mlflow("postgresql://u@localhost/db", imported)
+
+
+# -- import from an MLflow tracking server over HTTP ----------------------------------------
+
+
+def test_import_from_an_mlflow_server(sources, mlflow_python, mlflow_answers, tmp_path):
+    from evtrack.server.testing import free_port
+
+    db = Path(sources["sqlite"][len("sqlite:///") :])
+    port = free_port()
+    with open(tmp_path / "server.log", "ab") as log:
+        server = subprocess.Popen(
+            [
+                str(mlflow_python),
+                "-m",
+                "mlflow",
+                "server",
+                "--backend-store-uri",
+                sources["sqlite"],
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--workers",
+                "1",
+            ],
+            cwd=db.parent / "sqlite",  # the runs' relative artifact paths resolve here
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        import urllib.request
+
+        deadline = time.monotonic() + 240
+        while True:
+            try:
+                urllib.request.urlopen(url + "/health", timeout=2).close()
+                break
+            except OSError:
+                assert server.poll() is None and time.monotonic() < deadline, (
+                    tmp_path / "server.log"
+                ).read_text()[-2000:]
+                time.sleep(0.5)
+        report = import_mlflow(url, str(tmp_path / "ev"))
+        again = import_mlflow(url, str(tmp_path / "ev"))
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(30)
+    assert all(a == b for a, b in report.counts.values()), report.counts
+    assert report.counts["runs"] == (13, 13) and report.artifacts_copied == 12
+    assert again.runs_imported == 0 and again.points_written == 0
+    client = evtrack.MlflowClient(str(tmp_path / "ev"))
+    names = {e.name: e.experiment_id for e in client.search_experiments(evtrack.ViewType.ALL)}
+    expected = mlflow_answers["sqlite"]
+    assert evtrack_answers(client, names) == expected["answers"]
+    for run_id, history in expected["history"].items():
+        for key, points in history.items():
+            mine = [
+                [m.step, m.timestamp, nan_safe(m.value)]
+                for m in client.get_metric_history(run_id, key)
+            ]
+            assert mine == points

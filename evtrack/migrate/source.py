@@ -54,6 +54,8 @@ class SourceRun:
     artifact_uri: str
     params: dict[str, str] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
+    #: Metric keys, when the source lists them with the run (servers do).
+    metric_keys: list[str] = field(default_factory=list)
 
 
 class Source(Protocol):
