@@ -241,3 +241,73 @@ def test_evtrack_itself_accepts_the_plugin_spelling(tmp_path):
         "x": 1.0
     }
     assert to_evtrack_uri("s3://b/p") == "evtrack+s3://b/p"
+
+
+def test_mlflow_ui_browses_an_evtrack_store(plugin_python, tmp_path):
+    """``mlflow ui --backend-store-uri evtrack:///…``: MLflow's own server and UI over the
+    event log, through the plugin (what the UI's pages call, over HTTP)."""
+    import signal
+    import time
+    import urllib.request
+
+    from evtrack.server.testing import free_port
+
+    uri = f"evtrack://{tmp_path}/evruns"
+    out = run_mlflow(plugin_python, uri, TRACKING_SCRIPT, tmp_path)
+    port = free_port()
+    with open(tmp_path / "ui.log", "ab") as log:
+        ui = subprocess.Popen(
+            [
+                str(plugin_python),
+                "-m",
+                "mlflow",
+                "ui",
+                "--backend-store-uri",
+                uri,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
+            cwd=tmp_path,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    base = f"http://127.0.0.1:{port}"
+
+    def get(path: str, body: dict | None = None):
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(
+            base + path, data=data, headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            raw = resp.read()
+            return json.loads(raw) if path.startswith(("/api", "/ajax")) else raw
+
+    try:
+        deadline = time.monotonic() + 240
+        while True:
+            try:
+                urllib.request.urlopen(base + "/health", timeout=2).close()
+                break
+            except OSError:
+                assert ui.poll() is None and time.monotonic() < deadline, (
+                    tmp_path / "ui.log"
+                ).read_text()[-2000:]
+                time.sleep(0.5)
+        assert b"<html" in get("/")
+        exps = get("/ajax-api/2.0/mlflow/experiments/search", {"max_results": 10})
+        assert {e["name"] for e in exps["experiments"]} == {"Default", "plugin-exp"}
+        runs = get("/ajax-api/2.0/mlflow/runs/search", {"experiment_ids": [out["exp_id"]]})
+        assert {r["info"]["run_id"] for r in runs["runs"]} == {out["run_id"], out["child_id"]}
+        hist = get(
+            f"/ajax-api/2.0/mlflow/metrics/get-history?run_id={out['run_id']}&metric_key=loss"
+        )
+        assert len(hist["metrics"]) == 200
+        arts = get(f"/ajax-api/2.0/mlflow/artifacts/list?run_id={out['run_id']}&path=docs")
+        assert [f["path"] for f in arts["files"]] == ["docs/notes.txt"]
+        assert get(f"/get-artifact?run_id={out['run_id']}&path=docs/notes.txt") == b"hello"
+    finally:
+        os.killpg(ui.pid, signal.SIGTERM)
+        ui.wait(30)
