@@ -47,3 +47,33 @@ def test_mlflow_variables_drive_the_fluent_api(monkeypatch, tmp_path):
         evtrack.log_param("b", "2")
     assert resumed.info.run_id == run.info.run_id
     assert client.get_run(run.info.run_id).data.params == {"a": "1", "b": "2"}
+
+
+def test_subcommands_take_the_store_option(tmp_path):
+    from click.testing import CliRunner
+
+    from evtrack.cli.main import main
+
+    store = str(tmp_path / "sub")
+    runner = CliRunner()
+    made = runner.invoke(main, ["experiments", "create", "-n", "here", "--tracking-uri", store])
+    assert made.exit_code == 0, made.output
+    listed = runner.invoke(main, ["experiments", "search", "--tracking-uri", store])
+    assert "here" in listed.output
+    # MLflow's spelling where MLflow has it (`mlflow gc --backend-store-uri`).
+    cleaned = runner.invoke(main, ["gc", "--backend-store-uri", store])
+    assert cleaned.exit_code == 0 and "deleted" in cleaned.output
+    assert evtrack.MlflowClient(store).get_experiment_by_name("here") is not None
+    assert "--backend-store-uri" in runner.invoke(main, ["ui", "--help"]).output
+
+
+def test_mlflow_tracking_uri_reaches_the_cli(monkeypatch, tmp_path):
+    from click.testing import CliRunner
+
+    from evtrack.cli.main import main
+
+    monkeypatch.delenv("EVTRACK_TRACKING_URI")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"evtrack://{tmp_path}/viaenv")
+    result = CliRunner().invoke(main, ["experiments", "create", "-n", "env"])
+    assert result.exit_code == 0, result.output
+    assert evtrack.MlflowClient(str(tmp_path / "viaenv")).get_experiment_by_name("env")
