@@ -92,6 +92,14 @@ class _Importer:
             (r[0], r[1]): r[2]
             for r in sql("select run_id, key, count(*) from metrics group by all").fetchall()
         }
+        # Params and current tags of every run, so that checking a run already imported
+        # costs no per-run read (a get_run is a DuckDB fold of its own).
+        self.have_params: dict[str, dict[str, str]] = {}
+        for run_id, key, value in sql("select run_id, key, value from params").fetchall():
+            self.have_params.setdefault(run_id, {})[key] = value
+        self.have_tags: dict[str, dict[str, str]] = {}
+        for run_id, key, value in sql("select run_id, key, value from tags").fetchall():
+            self.have_tags.setdefault(run_id, {})[key] = value
 
     # -- experiments ---------------------------------------------------------------------
 
@@ -134,9 +142,10 @@ class _Importer:
         counts = self.source.metric_counts(run)
         if any(self.have_points.get((run.run_id, k), 0) != n for k, n in counts.items()):
             return False
-        current = self.client.get_run(run.run_id)
-        return all(current.data.params.get(k) == v for k, v in run.params.items()) and all(
-            current.data.tags.get(k) == v for k, v in run.tags.items()
+        params = self.have_params.get(run.run_id, {})
+        tags = self.have_tags.get(run.run_id, {})
+        return all(params.get(k) == v for k, v in run.params.items()) and all(
+            tags.get(k) == v for k, v in run.tags.items()
         )
 
     def run(self, run: SourceRun, experiment_id: str) -> None:
@@ -158,8 +167,8 @@ class _Importer:
             stage = have[2]
             if stage == "deleted":
                 client.restore_run(run.run_id)  # finish it, then delete it again below
-            current = client.get_run(run.run_id)
-            params, tags_now = current.data.params, current.data.tags
+            params = self.have_params.get(run.run_id, {})
+            tags_now = self.have_tags.get(run.run_id, {})
         new_params = [Param(k, v) for k, v in run.params.items() if k not in params]
         new_tags = [RunTag(k, v) for k, v in run.tags.items() if tags_now.get(k) != v]
         if new_params or new_tags:
