@@ -470,3 +470,27 @@ def test_import_from_an_mlflow_server(sources, mlflow_python, mlflow_answers, tm
                 for m in client.get_metric_history(run_id, key)
             ]
             assert mine == points
+
+
+def test_a_run_claimed_by_a_killed_import_is_finished(sources, tmp_path):
+    """The crash window between a run id's claim and its first flushed event: simulated
+    by making the claim by hand, as the killed import would have left it."""
+    from evtrack.store.log.layout import get_store
+
+    dest = str(tmp_path / "ev")
+    import_mlflow(sources["file"], dest, ["old"])  # creates the evtrack experiments
+    client = evtrack.MlflowClient(dest)
+    train = client.create_experiment("train")
+    run_id = next(r for r, name in _source_runs(sources["file"]).items() if name == "run-1")
+    get_store(dest).claim_run_id(run_id, train)
+    report = import_mlflow(sources["file"], dest)
+    assert all(a == b for a, b in report.counts.values()), report.counts
+    assert client.get_run(run_id).info.run_name == "run-1"
+    assert client.get_run(run_id).info.status == "FINISHED"
+
+
+def _source_runs(uri: str) -> dict[str, str]:
+    from evtrack.migrate.source import open_source
+
+    src = open_source(uri)
+    return {r.run_id: r.run_name for e in src.experiments() for r in src.runs(e.experiment_id)}

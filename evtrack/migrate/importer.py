@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 import evtrack
 from evtrack.entities import Param, RunTag
+from evtrack.errors import ResourceAlreadyExists
 from evtrack.migrate.source import Source, SourceExperiment, SourceRun, open_source
 
 __all__ = ["ImportReport", "import_mlflow"]
@@ -153,14 +154,17 @@ class _Importer:
         have = self.have_runs.get(run.run_id)
         if have is None:
             tags = dict(run.tags)
-            client.create_run(
-                experiment_id,
-                start_time=run.start_time,
-                tags=tags,
-                run_name=run.run_name or None,
-                run_id=run.run_id,
-                user_id=run.user_id or None,
-            )
+            try:
+                client.create_run(
+                    experiment_id,
+                    start_time=run.start_time,
+                    tags=tags,
+                    run_name=run.run_name or None,
+                    run_id=run.run_id,
+                    user_id=run.user_id or None,
+                )
+            except ResourceAlreadyExists:
+                self._finish_claimed_run(run, experiment_id)
             params, tags_now = {}, dict(tags)
             stage = "active"
         else:
@@ -193,6 +197,35 @@ class _Importer:
         if run.lifecycle_stage == "deleted":
             client.delete_run(run.run_id)
         self.report.runs_imported += 1
+
+    def _finish_claimed_run(self, run: SourceRun, experiment_id: str) -> None:
+        """A run id claimed by an import killed before the run's first events were flushed:
+        the claim exists, the run does not, and ``create_run`` refuses the id. Write the
+        creation events ``create_run`` would have written. The one place the importer goes
+        past the client's public methods (to its writer): the client has no public way to
+        finish creating a claimed run."""
+        from evtrack.store.log.writer import now_ms
+
+        client = self.client
+        if client.store.experiment_of_run(run.run_id) != experiment_id:
+            raise ResourceAlreadyExists(
+                f"Run '{run.run_id}' already exists in another experiment of {client.tracking_uri}."
+            )
+        location = client.get_experiment(experiment_id).artifact_location
+        attrs = {
+            "experiment_id": experiment_id,
+            "run_name": run.run_name or run.tags.get("mlflow.runName") or run.run_id,
+            "user_id": run.user_id or run.tags.get("mlflow.user") or "unknown",
+            "status": "RUNNING",
+            "start_time": str(run.start_time if run.start_time is not None else now_ms()),
+            "lifecycle_stage": "active",
+            "artifact_uri": f"{location.rstrip('/')}/{run.run_id}/artifacts",
+        }
+        t = now_ms()
+        for key, value in attrs.items():
+            client.writer.add(experiment_id, run.run_id, "run", key, value, time_ms=t)
+        tags = {**run.tags, "mlflow.runName": attrs["run_name"]}
+        client.log_batch(run.run_id, tags=[RunTag(k, v) for k, v in tags.items()], synchronous=True)
 
     def copy_artifacts(self, run: SourceRun) -> None:
         fs, root, files = self.source.artifact_files(run)
