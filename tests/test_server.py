@@ -439,6 +439,13 @@ def test_default_artifact_root_is_written_directly(tmp_path):
     assert run["artifact_uri"] == f"file://{root}/{eid}/{run['run_id']}/artifacts"
 
 
+def test_search_datasets_is_a_read(tmp_path):
+    # A POST that only reads: a read-only server answers it (it refused it before).
+    c = create_app(str(tmp_path / "s"), read_only=True).test_client()
+    r = c.post("/ajax-api/2.0/mlflow/experiments/search-datasets", json={"experiment_ids": ["0"]})
+    assert r.status_code == 200 and r.get_json() == {}
+
+
 def test_artifacts_destination_is_proxied(tmp_path):
     dest = tmp_path / "dest"
     c = create_app(str(tmp_path / "s"), artifacts_destination=str(dest)).test_client()

@@ -27,6 +27,7 @@ __all__ = ["Auth", "is_write"]
 _READ_POSTS = (
     "/experiments/search",
     "/runs/search",
+    "/experiments/search-datasets",
     "/api/evtrack/sql",
 )
 
