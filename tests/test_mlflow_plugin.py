@@ -311,3 +311,34 @@ def test_mlflow_ui_browses_an_evtrack_store(plugin_python, tmp_path):
     finally:
         os.killpg(ui.pid, signal.SIGTERM)
         ui.wait(30)
+
+
+@pytest.mark.parametrize(
+    "location, expected",
+    [
+        ("my_location", "{cwd}/my_location"),
+        ("a/b", "{cwd}/a/b"),
+        ("file:rel", "file://{cwd}/rel"),
+        ("/abs/x", "/abs/x"),
+        ("file:///abs/x", "file:///abs/x"),
+        ("s3://bucket/p", "s3://bucket/p"),
+        ("mlflow-artifacts:/1", "mlflow-artifacts:/1"),
+    ],
+)
+def test_relative_artifact_locations_become_absolute(location, expected, tmp_path, monkeypatch):
+    from evtrack.mlflow_plugin.uris import absolute_artifact_location
+
+    monkeypatch.chdir(tmp_path)
+    assert absolute_artifact_location(location) == expected.format(cwd=tmp_path)
+
+
+RELATIVE_SCRIPT = """
+import json, mlflow
+exp = mlflow.create_experiment("rel", artifact_location="my_arts")
+print(json.dumps({"location": mlflow.get_experiment(exp).artifact_location}))
+"""
+
+
+def test_plugin_resolves_a_relative_artifact_location(plugin_python, tmp_path):
+    out = run_mlflow(plugin_python, f"evtrack://{tmp_path}/evruns", RELATIVE_SCRIPT, tmp_path)
+    assert out["location"] == str(tmp_path / "my_arts")

@@ -49,7 +49,7 @@ from mlflow.store.tracking.abstract_store import AbstractStore
 import evtrack
 from evtrack import entities as ev
 from evtrack.errors import EvtrackError
-from evtrack.mlflow_plugin.uris import to_evtrack_uri, to_store_url
+from evtrack.mlflow_plugin.uris import absolute_artifact_location, to_evtrack_uri, to_store_url
 
 __all__ = ["EvtrackTrackingStore"]
 
@@ -134,8 +134,8 @@ class EvtrackTrackingStore(AbstractStore):
 
     @_translating
     def create_experiment(self, name, artifact_location=None, tags=None):
-        if artifact_location:
-            artifact_location = to_store_url(artifact_location)
+        if artifact_location:  # relative: against the working directory, as MLflow's stores
+            artifact_location = to_store_url(absolute_artifact_location(artifact_location))
         return self.client.create_experiment(
             name, artifact_location, {t.key: t.value for t in tags or ()}
         )

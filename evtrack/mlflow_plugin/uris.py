@@ -10,7 +10,16 @@ This module must stay import-light: :func:`evtrack.store.log.layout.resolve_uri`
 
 from __future__ import annotations
 
-__all__ = ["PREFIX", "SCHEMES", "is_evtrack_uri", "to_evtrack_uri", "to_store_url"]
+import os
+
+__all__ = [
+    "PREFIX",
+    "SCHEMES",
+    "absolute_artifact_location",
+    "is_evtrack_uri",
+    "to_evtrack_uri",
+    "to_store_url",
+]
 
 PREFIX = "evtrack"
 #: Schemes registered with MLflow's entry points (pyproject.toml): MLflow matches the
@@ -58,3 +67,17 @@ def to_evtrack_uri(url: str) -> str:
     if "://" in url:
         return PREFIX + "+" + url
     return PREFIX + "://" + url
+
+
+def absolute_artifact_location(location: str) -> str:
+    """A relative local ``artifact_location`` resolved against the working directory, as
+    MLflow's ``resolve_uri_if_local`` does: ``my_location`` -> ``/cwd/my_location``,
+    ``file:rel`` -> ``file:///cwd/rel``; URLs with a scheme and absolute paths unchanged."""
+    if "://" in location:
+        return location
+    if location.startswith("file:"):
+        path = location[len("file:") :]
+        return location if path.startswith("/") else "file://" + os.path.join(os.getcwd(), path)
+    if ":" in location.split("/")[0]:
+        return location  # another scheme (mlflow-artifacts:, runs:...): not a local path
+    return location if os.path.isabs(location) else os.path.join(os.getcwd(), location)

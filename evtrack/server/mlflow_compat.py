@@ -26,6 +26,7 @@ from typing import Any
 from flask import Flask, Response, request
 
 from evtrack.errors import InvalidParameterValue
+from evtrack.mlflow_plugin.uris import absolute_artifact_location
 from evtrack.server.incoming import backend, body_bytes, json_body
 
 __all__ = [
@@ -76,20 +77,6 @@ def guess_mime_type(name: str) -> str:
     if ext in TEXT_EXTENSIONS:
         return "text/plain"
     return mimetypes.guess_type(name)[0] or "application/octet-stream"
-
-
-def absolute_artifact_location(location: str) -> str:
-    """A relative local ``artifact_location`` resolved against the working directory, as
-    MLflow's ``resolve_uri_if_local`` does: ``my_location`` -> ``/cwd/my_location``,
-    ``file:rel`` -> ``file:///cwd/rel``; URLs with a scheme and absolute paths unchanged."""
-    if "://" in location:
-        return location
-    if location.startswith("file:"):
-        path = location[len("file:") :]
-        return location if path.startswith("/") else "file://" + os.path.join(os.getcwd(), path)
-    if ":" in location.split("/")[0]:
-        return location  # another scheme (mlflow-artifacts:, runs:...): not a local path
-    return location if os.path.isabs(location) else os.path.join(os.getcwd(), location)
 
 
 def sample_interval(points: list, max_results: int, start: int | None, end: int | None) -> list:
