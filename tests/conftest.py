@@ -116,6 +116,8 @@ def evtrack_isolation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterat
 
     for setting in settings.SETTINGS:
         monkeypatch.delenv(setting.env, raising=False)
+        if setting.mlflow_env:  # MLflow's spellings are fallbacks: a dev shell may set them
+            monkeypatch.delenv(setting.mlflow_env, raising=False)
     default_store = tmp_path / "evruns"
     monkeypatch.setenv("EVTRACK_TRACKING_URI", str(default_store))
     monkeypatch.setattr(uri_state, "_tracking_uri", None)

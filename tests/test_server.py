@@ -431,14 +431,31 @@ def test_no_serve_artifacts(tmp_path):
     assert e["artifact_location"].startswith("file://")
 
 
-def test_default_artifact_root(tmp_path):
+def test_default_artifact_root_is_written_directly(tmp_path):
+    # As `mlflow server --default-artifact-root`: the location clients see is the real
+    # one, and they write there themselves (issue 12); it is not proxied.
     root = tmp_path / "arts"
     c = create_app(str(tmp_path / "s"), default_artifact_root=str(root)).test_client()
     eid = c.post(f"{API}/experiments/create", json={"name": "x"}).get_json()["experiment_id"]
     run = c.post(f"{API}/runs/create", json={"experiment_id": eid}).get_json()["run"]["info"]
+    assert run["artifact_uri"] == f"file://{root}/{eid}/{run['run_id']}/artifacts"
+
+
+def test_search_datasets_is_a_read(tmp_path):
+    # A POST that only reads: a read-only server answers it (it refused it before).
+    c = create_app(str(tmp_path / "s"), read_only=True).test_client()
+    r = c.post("/ajax-api/2.0/mlflow/experiments/search-datasets", json={"experiment_ids": ["0"]})
+    assert r.status_code == 200 and r.get_json() == {}
+
+
+def test_artifacts_destination_is_proxied(tmp_path):
+    dest = tmp_path / "dest"
+    c = create_app(str(tmp_path / "s"), artifacts_destination=str(dest)).test_client()
+    eid = c.post(f"{API}/experiments/create", json={"name": "x"}).get_json()["experiment_id"]
+    run = c.post(f"{API}/runs/create", json={"experiment_id": eid}).get_json()["run"]["info"]
     assert run["artifact_uri"] == f"mlflow-artifacts:/{eid}/{run['run_id']}/artifacts"
     c.put(f"/api/2.0/mlflow-artifacts/artifacts/{eid}/{run['run_id']}/artifacts/f.txt", data=b"hi")
-    assert (root / eid / run["run_id"] / "artifacts" / "f.txt").read_bytes() == b"hi"
+    assert (dest / eid / run["run_id"] / "artifacts" / "f.txt").read_bytes() == b"hi"
 
 
 # -- auth and read-only ----------------------------------------------------------------

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, TypeVar
+
 import click
 
-__all__ = ["pass_ctx"]
+__all__ = ["pass_ctx", "store_options"]
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class _Context:
@@ -23,3 +28,27 @@ class _Context:
 
 
 pass_ctx = click.make_pass_decorator(_Context)
+
+
+def _set_store_uri(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    if value:  # the subcommand's own option beats the root group's --tracking-uri
+        ctx.ensure_object(_Context).tracking_uri = value
+
+
+def store_options(*, backend_store_uri: bool = False) -> Callable[[F], F]:
+    """``--tracking-uri`` on a subcommand too (``evtrack ui --tracking-uri X``), plus
+    MLflow's ``--backend-store-uri`` spelling on the commands where MLflow has it."""
+
+    def decorate(fn: F) -> F:
+        names = ["--tracking-uri"] + (["--backend-store-uri"] if backend_store_uri else [])
+        return click.option(
+            *names,
+            "store_uri",
+            default=None,
+            expose_value=False,
+            is_eager=True,
+            callback=_set_store_uri,
+            help="Store URL; overrides the top-level --tracking-uri.",
+        )(fn)
+
+    return decorate

@@ -17,7 +17,7 @@ from typing import Any
 
 import click
 
-from evtrack.cli.context import _Context, pass_ctx
+from evtrack.cli.context import _Context, pass_ctx, store_options
 from evtrack.errors import EvtrackError
 
 __all__ = ["main"]
@@ -109,6 +109,7 @@ def experiments() -> None:
 @experiments.command("create")
 @click.option("--experiment-name", "-n", required=True, help="Name of the new experiment.")
 @click.option("--artifact-location", "-l", default=None, help="Artifact root (any fsspec URL).")
+@store_options()
 @pass_ctx
 def experiments_create(obj: _Context, experiment_name: str, artifact_location: str | None) -> None:
     """Create an experiment and print its id."""
@@ -120,6 +121,7 @@ def experiments_create(obj: _Context, experiment_name: str, artifact_location: s
 @click.option("--view", "-v", type=_VIEW, default="active_only", show_default=True)
 @click.option("--filter", "filter_string", default=None, help="e.g. \"name LIKE 'wine%'\".")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table")
+@store_options()
 @pass_ctx
 def experiments_search(obj: _Context, view: str, filter_string: str | None, fmt: str) -> None:
     """List experiments."""
@@ -143,6 +145,7 @@ def experiments_search(obj: _Context, view: str, filter_string: str | None, fmt:
 @experiments.command("rename")
 @click.option("--experiment-id", "-x", required=True)
 @click.option("--new-name", required=True)
+@store_options()
 @pass_ctx
 def experiments_rename(obj: _Context, experiment_id: str, new_name: str) -> None:
     """Rename an experiment."""
@@ -152,6 +155,7 @@ def experiments_rename(obj: _Context, experiment_id: str, new_name: str) -> None
 
 @experiments.command("delete")
 @click.option("--experiment-id", "-x", required=True)
+@store_options()
 @pass_ctx
 def experiments_delete(obj: _Context, experiment_id: str) -> None:
     """Mark an experiment deleted (an event; `restore` undoes it)."""
@@ -161,6 +165,7 @@ def experiments_delete(obj: _Context, experiment_id: str) -> None:
 
 @experiments.command("restore")
 @click.option("--experiment-id", "-x", required=True)
+@store_options()
 @pass_ctx
 def experiments_restore(obj: _Context, experiment_id: str) -> None:
     """Restore a deleted experiment."""
@@ -185,6 +190,7 @@ def runs() -> None:
 @click.option("--order-by", multiple=True, help="e.g. 'metrics.rmse ASC'; repeatable.")
 @click.option("--max-results", type=int, default=1000, show_default=True)
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table")
+@store_options()
 @pass_ctx
 def runs_list(
     obj: _Context,
@@ -211,6 +217,7 @@ def runs_list(
 
 @runs.command("describe")
 @click.option("--run-id", required=True)
+@store_options()
 @pass_ctx
 def runs_describe(obj: _Context, run_id: str) -> None:
     """Print a run as JSON."""
@@ -219,6 +226,7 @@ def runs_describe(obj: _Context, run_id: str) -> None:
 
 @runs.command("delete")
 @click.option("--run-id", required=True)
+@store_options()
 @pass_ctx
 def runs_delete(obj: _Context, run_id: str) -> None:
     """Mark a run deleted (an event; `restore` undoes it)."""
@@ -228,6 +236,7 @@ def runs_delete(obj: _Context, run_id: str) -> None:
 
 @runs.command("restore")
 @click.option("--run-id", required=True)
+@store_options()
 @pass_ctx
 def runs_restore(obj: _Context, run_id: str) -> None:
     """Restore a deleted run."""
@@ -246,6 +255,7 @@ def artifacts() -> None:
 @artifacts.command("list")
 @click.option("--run-id", "-r", required=True)
 @click.option("--artifact-path", "-a", default=None)
+@store_options()
 @pass_ctx
 def artifacts_list(obj: _Context, run_id: str, artifact_path: str | None) -> None:
     """List a run's artifacts (one folder level) as JSON."""
@@ -262,6 +272,7 @@ def artifacts_list(obj: _Context, run_id: str, artifact_path: str | None) -> Non
 @click.option("--run-id", "-r", required=True)
 @click.option("--artifact-path", "-a", default="")
 @click.option("--dst-path", "-d", default=None)
+@store_options()
 @pass_ctx
 def artifacts_download(
     obj: _Context, run_id: str, artifact_path: str, dst_path: str | None
@@ -274,6 +285,7 @@ def artifacts_download(
 @click.option("--local-file", "-l", required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--run-id", "-r", required=True)
 @click.option("--artifact-path", "-a", default=None)
+@store_options()
 @pass_ctx
 def artifacts_log_artifact(
     obj: _Context, local_file: str, run_id: str, artifact_path: str | None
@@ -297,6 +309,7 @@ def artifacts_log_artifact(
     help="A URL prefix (besides the store's own folders) whose artifacts the view may "
     "open (repeatable).",
 )
+@store_options(backend_store_uri=True)
 @pass_ctx
 def ui_command(
     obj: _Context, host: str, port: int, threads: int, allowed_artifact_locations: tuple[str, ...]
@@ -319,6 +332,7 @@ def ui_command(
 @main.command("sql")
 @click.argument("query")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table")
+@store_options()
 @pass_ctx
 def sql_command(obj: _Context, query: str, fmt: str) -> None:
     """Run DuckDB SQL over the views: experiments, runs, params, tags, metrics,
@@ -349,8 +363,14 @@ def sql_command(obj: _Context, query: str, fmt: str) -> None:
 @click.option(
     "--default-artifact-root",
     default=None,
-    help="Artifact root for new experiments (any fsspec URL); served to clients as "
-    "mlflow-artifacts:/. Default: <store>/artifacts (beside the event log, never in it).",
+    help="Artifact root for new experiments (any fsspec URL); clients read and write it "
+    "directly, as with `mlflow server`. Default: the proxied --artifacts-destination.",
+)
+@click.option(
+    "--artifacts-destination",
+    default=None,
+    help="Where the mlflow-artifacts proxy stores files (any fsspec URL); shown to clients "
+    "as mlflow-artifacts:/. Default: <store>/artifacts (beside the event log, never in it).",
 )
 @click.option("--serve-artifacts/--no-serve-artifacts", default=True, show_default=True)
 @click.option("--host", "-h", default="127.0.0.1", show_default=True)
@@ -413,6 +433,7 @@ def server_command(
     obj: _Context,
     backend_store_uri: str | None,
     default_artifact_root: str | None,
+    artifacts_destination: str | None,
     serve_artifacts: bool,
     host: str,
     port: int,
@@ -459,6 +480,7 @@ def server_command(
         sql_concurrency=sql_concurrency,
         sql_max_answer_bytes=parse_size(sql_max_answer_bytes),
         web=web,
+        artifacts_destination=artifacts_destination,
     )
 
 
@@ -510,6 +532,7 @@ def _duration(text: str) -> float:
     help="With --watch: seconds between listings of an object store (local folders "
     "are watched with watchdog and need none).",
 )
+@store_options()
 @pass_ctx
 def compact_command(
     obj: _Context,
@@ -588,6 +611,7 @@ def _compact_watch(store: Any, threshold: int, interval: float) -> None:
 )
 @click.option("--grace", default=None, help="Grace period for replaced files (default: setting).")
 @click.option("--keep-deleted-runs", is_flag=True, help="Do not purge deleted runs.")
+@store_options(backend_store_uri=True)
 @pass_ctx
 def gc_command(
     obj: _Context, older_than: str | None, grace: str | None, keep_deleted_runs: bool
@@ -615,6 +639,7 @@ def gc_command(
 @main.command("doctor")
 @click.option("--repair", is_flag=True, help="Rebuild derived files from the segments.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+@store_options()
 @pass_ctx
 def doctor_command(obj: _Context, repair: bool, fmt: str) -> None:
     """Check every file of the store; exit 1 if a problem is left."""
@@ -660,11 +685,14 @@ def sync_command(obj: _Context, server_url: str | None) -> None:
 
 # -- subcommands in modules of their own (they import helpers from here) ------------------
 
+from evtrack.cli.migrate import export_command, import_command  # noqa: E402
 from evtrack.cli.models import models  # noqa: E402
 from evtrack.cli.projects import run_command  # noqa: E402
 
 main.add_command(models)
 main.add_command(run_command)
+main.add_command(import_command)
+main.add_command(export_command)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -52,6 +52,7 @@ def create_app(
     auth: Auth | str | None = None,
     read_only: bool = False,
     *,
+    artifacts_destination: str | None = None,
     max_json_bytes: int = MAX_JSON_BYTES,
     max_artifact_bytes: int = MAX_ARTIFACT_BYTES,
     max_ingest_bytes: int = MAX_INGEST_BYTES,
@@ -67,10 +68,19 @@ def create_app(
     write with ``PERMISSION_DENIED`` (403). ``allowed_artifact_locations`` are URL
     prefixes clients may name as artifact locations besides the artifact root (see
     :mod:`evtrack.artifacts.locations`); ``sql_budget`` caps user SQL
-    (:mod:`evtrack.server.sql_budget`).
+    (:mod:`evtrack.server.sql_budget`). ``default_artifact_root`` given means new
+    experiments live there and clients write there directly; ``artifacts_destination``
+    is what the ``mlflow-artifacts`` proxy serves (default ``<store>/artifacts``).
     """
     from evtrack import __version__
-    from evtrack.server import artifacts_proxy, mlflow_api, models_api, native, not_supported
+    from evtrack.server import (
+        artifacts_proxy,
+        mlflow_api,
+        mlflow_compat,
+        models_api,
+        native,
+        not_supported,
+    )
 
     if isinstance(auth, str):
         auth = Auth(token=auth)
@@ -84,7 +94,11 @@ def create_app(
         EVTRACK_READ_ONLY=read_only,
     )
     backend = Backend(
-        backend_store_uri, default_artifact_root, serve_artifacts, allowed_artifact_locations
+        backend_store_uri,
+        default_artifact_root,
+        serve_artifacts,
+        allowed_artifact_locations=allowed_artifact_locations,
+        artifacts_destination=artifacts_destination,
     )
     backend.store.ensure_ready()
     app.extensions["evtrack"] = backend
@@ -128,6 +142,7 @@ def create_app(
 
     mlflow_api.register(app)
     models_api.register(app)  # before not_supported: its logged-models/search stub yields
+    mlflow_compat.register(app)
     artifacts_proxy.register(app)
     native.register(app)
     not_supported.register(app)

@@ -3,8 +3,8 @@ through the server, under its artifact root, exactly as with ``mlflow server``.
 
 ``/api/2.0/mlflow-artifacts/artifacts/<path>`` (GET, PUT, DELETE) and
 ``/api/2.0/mlflow-artifacts/artifacts?path=…`` (listing). Paths are checked with
-:func:`evtrack.tracking.validation.check_artifact_path` (no ``..``, no absolute paths, no
-%-encoded tricks), and then must lie inside a run's artifact folder
+:func:`evtrack.server.mlflow_compat.check_path` (no ``..``, no absolute paths, no
+%-encoded tricks; MLflow's exact ``"Invalid path"`` answer), and then must lie inside a run's artifact folder
 (``<location>/<run_id>/artifacts/…``, matched against that run's own artifact URI and the
 server's allowed locations): experiment folders, the event log and anything else under
 the root are refused with 400 before a file is touched. Inside the folder,
@@ -19,7 +19,6 @@ event, so evtrack's ``artifacts`` view sees what the stock client logged.
 
 from __future__ import annotations
 
-import mimetypes
 import posixpath
 import re
 from typing import Any
@@ -31,8 +30,8 @@ from evtrack.errors import ArtifactNotFound, InvalidParameterValue
 from evtrack.server.backend import PROXY_SCHEME
 from evtrack.server.incoming import backend, body_bytes, config, message
 from evtrack.server.mlflow_api import ok
+from evtrack.server.mlflow_compat import check_path, guess_mime_type
 from evtrack.server.protocol import file_info_json
-from evtrack.tracking import validation
 from evtrack.web.headers import content_disposition
 
 __all__ = ["register"]
@@ -83,15 +82,18 @@ def _target(rel: str) -> tuple[Any, ArtifactRepository, str]:
 def download(artifact_path: str) -> Response:
     if (r := _disabled()) is not None:
         return r
-    rel = validation.check_artifact_path(artifact_path, allow_root=False)
+    rel = check_path(artifact_path, allow_root=False)
     _, repo, inner = _target(rel)
     try:
         data = repo.read_bytes(inner)
     except ArtifactNotFound:
         raise ArtifactNotFound(f"File {artifact_path} not found.") from None
-    name = posixpath.basename(rel)
-    mime = mimetypes.guess_type(name)[0] or "application/octet-stream"
-    resp = Response(data, mimetype=mime)
+    return file_response(posixpath.basename(rel), data)
+
+
+def file_response(name: str, data: bytes) -> Response:
+    """A file sent as an attachment (never rendered on the server's origin), as MLflow does."""
+    resp = Response(data, mimetype=guess_mime_type(name))
     resp.headers["Content-Disposition"] = content_disposition(name)
     resp.headers["X-Content-Type-Options"] = "nosniff"
     return resp
@@ -100,7 +102,7 @@ def download(artifact_path: str) -> Response:
 def upload(artifact_path: str) -> Response:
     if (r := _disabled()) is not None:
         return r
-    rel = validation.check_artifact_path(artifact_path, allow_root=False)
+    rel = check_path(artifact_path, allow_root=False)
     run, repo, inner = _target(rel)
     if not inner:
         raise InvalidParameterValue(f"Invalid path {rel!r}: a file name is required.")
@@ -112,7 +114,7 @@ def upload(artifact_path: str) -> Response:
 def delete(artifact_path: str) -> Response:
     if (r := _disabled()) is not None:
         return r
-    rel = validation.check_artifact_path(artifact_path, allow_root=False)
+    rel = check_path(artifact_path, allow_root=False)
     run, _, inner = _target(rel)
     backend().client.delete_artifact(run.info.run_id, inner)
     return ok()
@@ -122,7 +124,7 @@ def listing() -> Response:
     if (r := _disabled()) is not None:
         return r
     m = message({"path": "string"})
-    rel = validation.check_artifact_path(m.get("path"))
+    rel = check_path(m.get("path"))
     _, repo, inner = _target(rel)
     files = [file_info_json(f, posixpath.basename(f.path)) for f in repo.list(inner or None)]
     return ok({"files": files} if files else {})

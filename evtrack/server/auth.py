@@ -36,6 +36,7 @@ _READ_POSTS = (
     "/experiments/search",
     "/runs/search",
     "/logged-models/search",
+    "/experiments/search-datasets",
     "/api/evtrack/sql",
 )
 

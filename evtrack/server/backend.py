@@ -50,39 +50,48 @@ class Backend:
         default_artifact_root: str | None,
         serve_artifacts: bool,
         allowed_artifact_locations: Sequence[str] = (),
+        artifacts_destination: str | None = None,
     ) -> None:
         from evtrack.artifacts.locations import ArtifactLocations
 
         store_uri = resolve_uri(backend_store_uri)
         root = _file_url(default_artifact_root) if default_artifact_root else None
-        if root and root.startswith(PROXY_SCHEME):
-            raise InvalidParameterValue(
-                "--default-artifact-root must be a storage URL (a folder, s3://...); the "
-                "server itself maps it to mlflow-artifacts:/ for clients."
-            )
+        dest = _file_url(artifacts_destination) if artifacts_destination else None
+        for name, value in (("--default-artifact-root", root), ("--artifacts-destination", dest)):
+            if value and value.startswith(PROXY_SCHEME):
+                raise InvalidParameterValue(
+                    f"{name} must be a storage URL (a folder, s3://...); the server itself "
+                    "maps the proxied root to mlflow-artifacts:/ for clients."
+                )
         self.group: GroupCommit | None = None
         self.store = LogStore(
             store_uri,
-            artifact_root=root,
+            artifact_root=root or dest,
             commit=self._group_commit,
             shared=True,
             active_ttl=ACTIVE_TTL,
         )
         layout = self.store.layout
+        # As with `mlflow server`: the proxy serves --artifacts-destination, by default a
+        # folder of its own, disjoint from the event log (it must never cover experiments/);
+        # an explicit --default-artifact-root is where new experiments live, and clients
+        # write there directly.
+        dest = dest or layout.url("artifacts")
         if root is None:
-            # Disjoint from the event log: the proxy's root must never cover experiments/.
-            root = self.store.artifact_root = layout.url("artifacts")
-        _check_disjoint(layout, root)
+            root = self.store.artifact_root = dest
+        for value in {root, dest}:
+            _check_disjoint(layout, value)
         self.group = GroupCommit(self.store.writer.flush)
         self.client = MlflowClient(store=self.store)
         self.serve_artifacts = serve_artifacts
         # Everything under this root is served through the mlflow-artifacts proxy.
-        self.proxied_root = root
+        self.proxied_root = dest
         # Runs the Python client created in the store directly keep their artifacts in
         # <store>/experiments/<id>/artifacts; they are shown as mlflow-artifacts:/<id>/...
         # as before. The proxy resolves a path by its run, so the two never mix.
         self.legacy_root = layout.url("experiments")
-        self.locations = ArtifactLocations(layout, root, allowed_artifact_locations)
+        allowed = tuple(allowed_artifact_locations) + ((root,) if root != dest else ())
+        self.locations = ArtifactLocations(layout, dest, allowed)
 
     def _group_commit(self) -> None:
         assert self.group is not None

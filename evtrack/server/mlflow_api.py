@@ -7,7 +7,6 @@ once durable (see :mod:`evtrack.server.commit`).
 
 from __future__ import annotations
 
-import bisect
 import json
 from collections.abc import Callable
 from typing import Any
@@ -74,7 +73,9 @@ def create_experiment() -> Response:
     b = backend()
     location = m.get("artifact_location") or None
     if location:
-        location = b.stored_uri(location)
+        from evtrack.server.mlflow_compat import absolute_artifact_location
+
+        location = b.stored_uri(absolute_artifact_location(location))
     tags = {t["key"]: t.get("value", "") for t in m.get("tags", []) if "key" in t}
     experiment_id = b.client.create_experiment(m["name"], location, tags)
     return ok({"experiment_id": experiment_id})
@@ -526,7 +527,10 @@ def get_metric_history_bulk_interval() -> Response:
         )
     max_results = m.get("max_results", MAX_RESULTS_PER_RUN)
     if not 1 <= max_results <= MAX_RESULTS_PER_RUN:
-        raise InvalidParameterValue(f"max_results must be between 1 and {MAX_RESULTS_PER_RUN}.")
+        raise InvalidParameterValue(
+            f"max_results must be between 1 and {MAX_RESULTS_PER_RUN}. "
+            "See the API docs for more information about request parameters."
+        )
     start, end = m.get("start_step"), m.get("end_step")
     if (start is None) != (end is None):
         raise InvalidParameterValue(
@@ -537,42 +541,15 @@ def get_metric_history_bulk_interval() -> Response:
             "end_step must be greater than start_step. "
             f"Found start_step={start} and end_step={end}."
         )
+    from evtrack.server.mlflow_compat import sample_interval
+
     key = m["metric_key"]
     client = backend().client
-    histories = {rid: client.get_metric_history(rid, key) for rid in run_ids}
-    steps = _sample_steps(
-        [[p.step for p in h] for h in histories.values()], max_results, start, end
-    )
     out = []
-    for rid in sorted(run_ids):
-        points = sorted(
-            (p for p in histories[rid] if p.step in steps), key=lambda p: (p.step, p.timestamp)
-        )
-        out += [metric_json(p, rid) for p in points[:max_results]]
+    for rid in run_ids:  # request order, each run sampled on its own (MLflow 3.17)
+        points = sample_interval(client.get_metric_history(rid, key), max_results, start, end)
+        out += [metric_json(p, rid) for p in points]
     return ok({"metrics": out} if out else {})
-
-
-def _sample_steps(
-    all_runs: list[list[int]], max_results: int, start: int | None, end: int | None
-) -> set[int]:
-    """MLflow's step sampling (abstract_store.get_metric_history_bulk_interval)."""
-    mins_maxes = {s for run in all_runs if run for s in (min(run), max(run))}
-    all_steps = sorted({s for run in all_runs for s in run})
-    if start is None or end is None:
-        start, end = 0, (all_steps[-1] if all_steps else 0)
-    mins_maxes = {s for s in mins_maxes if start <= s <= end}
-    lo = bisect.bisect_left(all_steps, start)
-    hi = bisect.bisect_right(all_steps, end)
-    if hi - lo <= max_results:
-        sampled = set(all_steps[lo:hi])
-    else:
-        interval = (hi - lo) / max_results
-        sampled = {
-            all_steps[lo + int(i * interval)]
-            for i in range(max_results)
-            if lo + int(i * interval) < hi
-        }
-    return sampled | mins_maxes
 
 
 # -- artifacts/list ------------------------------------------------------------------
@@ -583,7 +560,9 @@ def list_artifacts() -> Response:
     m = message({**_RUN_ID, "path": "string", "page_token": "string"}, ("run_id",))
     path = m.get("path")
     if path is not None:
-        path = validation.check_artifact_path(path)
+        from evtrack.server.mlflow_compat import check_path
+
+        path = check_path(path)
     b = backend()
     run = b.client.get_run(m["run_id"])
     # Only allowed locations are opened: never a URL a client chose (SSRF).

@@ -43,6 +43,7 @@ def run_server(
     sql_concurrency: int = DEFAULT_CONCURRENCY,
     sql_max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
     web: bool = True,
+    artifacts_destination: str | None = None,
 ) -> None:
     """Serve until interrupted (SIGINT/SIGTERM).
 
@@ -61,6 +62,7 @@ def run_server(
         "web": web,
         # Each worker builds its own budget (a semaphore cannot cross a fork).
         "sql_budget_args": (memory, sql_concurrency, sql_max_answer_bytes),
+        "artifacts_destination": artifacts_destination,
     }
     if workers <= 1:
         _serve_threaded(host, port, kwargs)
