@@ -306,6 +306,68 @@ def op_search_read(p: dict) -> dict:
     return {"cold": times[0], "warm": times[1:], "matches": count}
 
 
+def op_import_load(p: dict) -> dict:
+    """``runs`` runs (made through MLflow's API) with ``metrics`` keys of ``steps`` points
+    each, the points written as rows of MLflow's sqlite schema (API logging of millions
+    of points would take far longer than the import being measured)."""
+    from mlflow import MlflowClient
+
+    uri = _prepare("sqlite", p["root"], None)
+    client = MlflowClient(uri)
+    exp = client.create_experiment("import-bench")
+    t0 = time.perf_counter()
+    run_ids = []
+    for i in range(p["runs"]):
+        run = client.create_run(exp, run_name=f"r{i}", tags={"i": str(i)})
+        client.log_param(run.info.run_id, "alpha", str(i / 10))
+        client.set_terminated(run.info.run_id)
+        run_ids.append(run.info.run_id)
+    keys = [f"m{k}" for k in range(p["metrics"])]
+    steps = p["steps"]
+    con = sqlite3.connect(f"{p['root']}/mlflow.db")
+    with con:
+        for rid in run_ids:
+            con.executemany(
+                "insert into metrics (key, value, timestamp, run_uuid, step, is_nan) "
+                "values (?, ?, ?, ?, ?, 0)",
+                (
+                    (k, history_value(s) + j, BASE_TIMESTAMP_MS + s, rid, s)
+                    for j, k in enumerate(keys)
+                    for s in range(steps)
+                ),
+            )
+            con.executemany(
+                "insert into latest_metrics (key, value, timestamp, step, is_nan, run_uuid) "
+                "values (?, ?, ?, ?, 0, ?)",
+                (
+                    (k, history_value(steps - 1) + j, BASE_TIMESTAMP_MS + steps - 1, steps - 1, rid)
+                    for j, k in enumerate(keys)
+                ),
+            )
+    con.close()
+    return {"uri": uri, "load_s": time.perf_counter() - t0}
+
+
+def op_import_read(p: dict) -> dict:
+    """MLflow reading every metric history of the store (get_metric_history per run, key)."""
+    from mlflow import MlflowClient
+    from mlflow.entities import ViewType
+
+    client = MlflowClient(p["uri"])
+    exp = client.get_experiment_by_name("import-bench")
+    t0 = time.perf_counter()
+    points, token = 0, None
+    while True:
+        runs = client.search_runs([exp.experiment_id], "", ViewType.ALL, 1000, page_token=token)
+        for run in runs:
+            for key in run.data.metrics:
+                points += len(client.get_metric_history(run.info.run_id, key))
+        token = runs.token
+        if not token:
+            break
+    return {"points": points, "seconds": time.perf_counter() - t0}
+
+
 OPS = {name[3:]: fn for name, fn in globals().items() if name.startswith("op_")}
 
 

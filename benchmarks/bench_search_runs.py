@@ -86,11 +86,11 @@ def _bulk_runs(uri: str, experiment_id: str, location: str, start: int, stop: in
     """Runs start..stop-1 as the events ``create_run`` + ``log_batch`` + ``set_terminated``
     write, through evtrack's own writer, one flush (segment) per run."""
     import evtrack
-    from evtrack.store.log.writer import now_ms
+    from evtrack.clock import now_ms
     from evtrack.tracking.context import user_name
 
     client = evtrack.MlflowClient(uri)
-    store, writer = client.store, client.writer
+    store, writer = client.store.layout, client.writer
     location = location.rstrip("/")
     user = user_name()
     for i in range(start, stop):
@@ -216,7 +216,7 @@ def main(argv: list[str] | None = None) -> list[Row]:
         t0 = time.perf_counter()
         _bulk(uri, experiment_id, n_api, n_runs)
         bulk_s = time.perf_counter() - t0
-        n_files = len(os.listdir(client.store.events_dir(experiment_id)))
+        n_files = len(os.listdir(client.store.layout.events_dir(experiment_id)))
         log(
             f"evtrack bulk: {n_runs - n_api:,} runs in {bulk_s:.1f} s (2 processes);"
             f" {n_files:,} segment files"

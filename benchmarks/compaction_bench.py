@@ -77,7 +77,7 @@ def million_point_run(uri: str) -> None:
         steps = np.arange(chunk * 100_000, (chunk + 1) * 100_000)
         client.log_metric_series(run_id, "loss", np.sin(steps / 1000.0), steps=steps)
         client.flush()
-    store = client.store
+    store = client.store.layout
     secs, res = t(compaction.compact_run, store, exp, run_id)
     print(f"  compact a run of 1,000,000 points: {secs:.3f} s ({res.segments} segments)")
     store.cache = _TableCache()

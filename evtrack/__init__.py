@@ -52,6 +52,25 @@ from evtrack.tracking.fluent import (
 
 __version__ = "0.1.0"
 
+_LAZY_MODULES = ("models", "pyfunc", "sklearn")  # mlflow.sklearn.log_model(...) spellings
+
+
+def register_model(model_uri: str, name: str, tags: dict | None = None, **kwargs):
+    """MLflow's ``register_model``: a new version of ``name`` from ``model_uri``."""
+    from evtrack.models.registry_api import register_model as register
+
+    return register(model_uri, name, tags, **kwargs)
+
+
+def __getattr__(name: str):
+    # Imported on first use so that `import evtrack` stays light.
+    if name in _LAZY_MODULES:
+        import importlib
+
+        return importlib.import_module(f"evtrack.{name}")
+    raise AttributeError(f"module 'evtrack' has no attribute {name!r}")
+
+
 __all__ = [
     "ActiveRun",
     "EvtrackError",
@@ -88,6 +107,9 @@ __all__ = [
     "log_param",
     "log_params",
     "log_text",
+    "models",
+    "pyfunc",
+    "register_model",
     "search_experiments",
     "search_runs",
     "set_experiment",
@@ -96,6 +118,7 @@ __all__ = [
     "set_tag",
     "set_tags",
     "set_tracking_uri",
+    "sklearn",
     "sql",
     "start_run",
     "tracking",

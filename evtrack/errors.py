@@ -15,12 +15,25 @@ server answers with, so the same object serves Python callers, the CLI and REST:
     ├── InvalidState                              INVALID_STATE             400
     ├── PermissionDenied (PermissionError)        PERMISSION_DENIED         403
     ├── SegmentRefused                            (the store's code)        400
-    └── StoreError                                INTERNAL_ERROR            500
-        └── StoreVersionError                     INTERNAL_ERROR            500
+    │   (a segment a store or server refused for good; the writer does not retry it)
+    ├── StoreError                                INTERNAL_ERROR            500
+    │   ├── StoreVersionError                     INTERNAL_ERROR            500
+    │   └── MissingDependency (ImportError)       INTERNAL_ERROR            500
+    ├── ExecutionError                            INTERNAL_ERROR            500
+    │   (a project run that ended FAILED or KILLED: MLflow's ExecutionException)
+    └── TransientError                            TEMPORARILY_UNAVAILABLE   503
+        ├── StoreUnavailable (OSError)            TEMPORARILY_UNAVAILABLE   503
+        └── ConcurrentUpdate                      ABORTED                   409
 
-Each error says whether to retry (:attr:`EvtrackError.retryable`): true for failures
-that may pass unchanged later (a store or server that is down, throttling, a 5xx),
-false for permanent ones (invalid input, not found, too large, a newer store format).
+Every class says whether retrying the same call may succeed (``retryable``): only
+:class:`TransientError` and its subclasses do (the network, throttling, a store that
+kept changing under a read, a race lost to another writer). Everything else is
+permanent: the input, the state or the installation must change first, so a queue that
+retries must give up on it at once (the writer's queue does: see
+:mod:`evtrack.store.log.writer`). One exception to "by class": an error rebuilt from a
+server's answer (:mod:`evtrack.store.rest.transport`) carries that answer's HTTP status
+and is retryable when it was 429 or 5xx, whatever its ``error_code`` (the server was
+overloaded or failing, not the request wrong).
 
 ``MlflowException`` is an alias of :class:`EvtrackError`, so scripts written for
 MLflow (``except mlflow.exceptions.MlflowException``) keep working with
@@ -33,10 +46,14 @@ __all__ = [
     "ArtifactNotFound",
     "BadRequest",
     "EvtrackError",
+    "ExecutionError",
+    "ExecutionException",
     "ExperimentNotFound",
     "InvalidFilter",
     "InvalidParameterValue",
+    "ConcurrentUpdate",
     "InvalidState",
+    "MissingDependency",
     "MlflowException",
     "PermissionDenied",
     "ResourceAlreadyExists",
@@ -44,7 +61,9 @@ __all__ = [
     "RunNotFound",
     "SegmentRefused",
     "StoreError",
+    "StoreUnavailable",
     "StoreVersionError",
+    "TransientError",
     "error_for_code",
 ]
 
@@ -54,17 +73,14 @@ class EvtrackError(Exception):
 
     error_code = "INTERNAL_ERROR"
     http_status = 500
+    #: Whether the same call may succeed if retried (see the module docstring).
+    retryable = False
 
     def __init__(self, message: str, error_code: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         if error_code is not None:
             self.error_code = error_code
-
-    @property
-    def retryable(self) -> bool:
-        """Whether the same call may succeed later, unchanged (5xx and 429 are transient)."""
-        return self.http_status >= 500 or self.http_status == 429
 
     def get_http_status_code(self) -> int:
         """MLflow's method name for :attr:`http_status`."""
@@ -145,8 +161,6 @@ class StoreError(EvtrackError):
 class StoreVersionError(StoreError):
     """The store was written by a newer, incompatible evtrack."""
 
-    retryable = False
-
 
 class SegmentRefused(EvtrackError):
     """A store or server refused a segment for good; its events were not stored.
@@ -163,6 +177,36 @@ class SegmentRefused(EvtrackError):
         self.events = events
 
 
+class MissingDependency(StoreError, ImportError):
+    """A package the URI or feature needs is not installed; the message names the extra."""
+
+
+class TransientError(EvtrackError):
+    """A failure that may go away: retry the same call later."""
+
+    error_code = "TEMPORARILY_UNAVAILABLE"
+    http_status = 503
+    retryable = True
+
+
+class StoreUnavailable(TransientError, OSError):
+    """The store or server did not answer, throttled, or kept changing under a read."""
+
+
+class ConcurrentUpdate(TransientError):
+    """Another writer won a race (e.g. published the same manifest version first)."""
+
+    error_code = "ABORTED"
+    http_status = 409
+
+
+class ExecutionError(EvtrackError):
+    """A project run (``evtrack run``, ``evtrack.projects.run``) ended FAILED or KILLED."""
+
+
+ExecutionException = ExecutionError  # MLflow's name (mlflow.exceptions.ExecutionException)
+
+
 _BY_CODE: dict[str, type[EvtrackError]] = {
     cls.error_code: cls
     for cls in (
@@ -173,6 +217,8 @@ _BY_CODE: dict[str, type[EvtrackError]] = {
         ResourceDoesNotExist,
         InvalidState,
         PermissionDenied,
+        TransientError,
+        ConcurrentUpdate,
     )
 }
 

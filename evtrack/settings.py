@@ -24,6 +24,9 @@ class Setting:
     env: str
     help: str
     parse: Callable[[str], Any] = str
+    #: MLflow's spelling of the same knob, read when ``env`` is unset, so a shell set up
+    #: for MLflow (``MLFLOW_TRACKING_URI``, ``MLFLOW_RUN_ID``...) works unchanged.
+    mlflow_env: str | None = None
 
 
 SETTINGS: tuple[Setting, ...] = (
@@ -32,6 +35,7 @@ SETTINGS: tuple[Setting, ...] = (
         "./evruns",
         "EVTRACK_TRACKING_URI",
         "Where the store lives: a folder, file://, memory://, s3://bucket/prefix, gs://, az://.",
+        mlflow_env="MLFLOW_TRACKING_URI",
     ),
     Setting(
         "artifact_root",
@@ -44,18 +48,21 @@ SETTINGS: tuple[Setting, ...] = (
         None,
         "EVTRACK_EXPERIMENT_NAME",
         "Experiment that runs go to when none is set in code (created if missing).",
+        mlflow_env="MLFLOW_EXPERIMENT_NAME",
     ),
     Setting(
         "experiment_id",
         None,
         "EVTRACK_EXPERIMENT_ID",
         "Experiment id that runs go to when none is set in code.",
+        mlflow_env="MLFLOW_EXPERIMENT_ID",
     ),
     Setting(
         "run_id",
         None,
         "EVTRACK_RUN_ID",
         "Run that start_run() resumes when called without run_id (set by `evtrack run`).",
+        mlflow_env="MLFLOW_RUN_ID",
     ),
     Setting(
         "flush_interval",
@@ -112,24 +119,27 @@ SETTINGS: tuple[Setting, ...] = (
         "EVTRACK_USER",
         "User recorded in mlflow.user (default: the login name).",
     ),
-    # -- logging to an evtrack server over HTTP (evtrack/store/rest/client.py) --
+    # -- logging to an evtrack server over HTTP (evtrack/store/rest/store.py) --
     Setting(
         "tracking_token",
         None,
         "EVTRACK_TRACKING_TOKEN",
         "Bearer token sent to an http(s):// tracking server (its --auth-token).",
+        mlflow_env="MLFLOW_TRACKING_TOKEN",
     ),
     Setting(
         "tracking_username",
         None,
         "EVTRACK_TRACKING_USERNAME",
         "Basic-auth user for an http(s):// tracking server (its --users-file).",
+        mlflow_env="MLFLOW_TRACKING_USERNAME",
     ),
     Setting(
         "tracking_password",
         None,
         "EVTRACK_TRACKING_PASSWORD",
         "Basic-auth password for an http(s):// tracking server.",
+        mlflow_env="MLFLOW_TRACKING_PASSWORD",
     ),
     Setting(
         "http_timeout",
@@ -165,15 +175,31 @@ SETTINGS: tuple[Setting, ...] = (
         "EVTRACK_SPOOL_DIR",
         "Where segments wait when the tracking server is unreachable at exit (`evtrack sync` sends them). Default: ~/.cache/evtrack/spool.",
     ),
+    Setting(
+        "scoring_handoff",
+        None,
+        "EVTRACK_SCORING_HANDOFF",
+        "Internal: `evtrack models serve -w N` hands the model folder and options to its worker processes here (JSON). Not for users to set.",
+    ),
+    # -- projects: `evtrack run` (evtrack/projects/) --
+    Setting(
+        "projects_cache_dir",
+        None,
+        "EVTRACK_PROJECTS_CACHE_DIR",
+        "Where `evtrack run` keeps git clones and built environments. Default: ~/.cache/evtrack/projects.",
+    ),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
 
 
 def get(name: str) -> Any:
-    """The value of setting ``name``: its environment variable, else its default."""
+    """The value of setting ``name``: its environment variable, else MLflow's spelling of
+    it (``mlflow_env``), else its default. ``EVTRACK_*`` wins when both are set."""
     setting = _BY_NAME[name]
     raw = os.environ.get(setting.env)
+    if (raw is None or raw == "") and setting.mlflow_env:
+        raw = os.environ.get(setting.mlflow_env)
     if raw is None or raw == "":
         return setting.default
     return setting.parse(raw)

@@ -7,8 +7,10 @@ nothing is ever written to ``./evruns``.
 Adding a backend: put a factory in :data:`STORE_BACKENDS`. A factory gets the pytest
 ``request`` and returns a fresh, empty tracking URI; it may use other fixtures through
 ``request.getfixturevalue(...)`` (e.g. a session-scoped loopback S3 server from
-``tests/s3_server.py``) and may ``pytest.skip()`` when its backend cannot run here. Every
-test using ``store_uri``, the store contract among them, then runs on it too.
+``tests/s3_server.py``); a backend that cannot run here fails its tests (see ``required.py``). Every
+test using ``store_uri``, the store contract among them, then runs on it too. Backends
+whose files tests inspect directly (compaction, maintenance) are in :data:`LOG_BACKENDS`
+and reached through ``log_store_uri``; ``rest`` (a real server) is only in the former.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from s3_server import new_s3_uri, s3_server  # noqa: F401 - the S3 backend and i
 
 import evtrack
 from evtrack.tracking import fluent
+from evtrack.tracking import uri as uri_state
 
 
 def _memory_uri(request: pytest.FixtureRequest) -> str:
@@ -32,11 +35,28 @@ def _local_uri(request: pytest.FixtureRequest) -> str:
     return str(request.getfixturevalue("tmp_path") / "store")
 
 
-#: name -> factory(request) -> a fresh tracking URI. The hook for more backends (S3...).
-STORE_BACKENDS: dict[str, Callable[[pytest.FixtureRequest], str]] = {
+def _rest_uri(request: pytest.FixtureRequest) -> str:
+    """A real ``evtrack server`` on loopback over a fresh local store (the REST store)."""
+    from evtrack.server.testing import ServerProcess
+
+    tmp = request.getfixturevalue("tmp_path")
+    server = ServerProcess(str(tmp / "server-store"), log_path=str(tmp / "server.log"))
+    url = server.start()
+    request.addfinalizer(server.stop)
+    return url
+
+
+#: Event-log backends: a folder or bucket whose files tests may also inspect directly.
+LOG_BACKENDS: dict[str, Callable[[pytest.FixtureRequest], str]] = {
     "memory": _memory_uri,
     "local": _local_uri,
     "s3": new_s3_uri,
+}
+
+#: name -> factory(request) -> a fresh tracking URI: every TrackingStore implementation.
+STORE_BACKENDS: dict[str, Callable[[pytest.FixtureRequest], str]] = {
+    **LOG_BACKENDS,
+    "rest": _rest_uri,
 }
 
 
@@ -54,8 +74,16 @@ def _drop_memory_store(uri: str) -> None:
 
 @pytest.fixture(params=list(STORE_BACKENDS))
 def store_uri(request: pytest.FixtureRequest) -> Iterator[str]:
-    """A fresh, empty store on each backend of :data:`STORE_BACKENDS`."""
+    """A fresh, empty store on each backend of :data:`STORE_BACKENDS` (REST included)."""
     uri = STORE_BACKENDS[request.param](request)
+    yield uri
+    _drop_memory_store(uri)
+
+
+@pytest.fixture(params=list(LOG_BACKENDS))
+def log_store_uri(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh, empty event-log store (its files can be inspected) on each backend."""
+    uri = LOG_BACKENDS[request.param](request)
     yield uri
     _drop_memory_store(uri)
 
@@ -88,9 +116,11 @@ def evtrack_isolation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterat
 
     for setting in settings.SETTINGS:
         monkeypatch.delenv(setting.env, raising=False)
+        if setting.mlflow_env:  # MLflow's spellings are fallbacks: a dev shell may set them
+            monkeypatch.delenv(setting.mlflow_env, raising=False)
     default_store = tmp_path / "evruns"
     monkeypatch.setenv("EVTRACK_TRACKING_URI", str(default_store))
-    monkeypatch.setattr(fluent, "_tracking_uri", None)
+    monkeypatch.setattr(uri_state, "_tracking_uri", None)
     monkeypatch.setattr(fluent, "_active_experiment_id", None)
     monkeypatch.setattr(fluent, "_run_stack", [])
     monkeypatch.setattr(fluent, "_last_active_run_id", None)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import evtrack
 
@@ -21,7 +23,7 @@ def events_snapshot(client: evtrack.MlflowClient) -> list[dict]:
     from evtrack.store.log.views import load_events
 
     client.flush()
-    rows = load_events(client.store).to_pylist()
+    rows = load_events(client.store.layout).to_pylist()
     return sorted(rows, key=lambda r: (r["writer"], r["seq"]))
 
 
@@ -49,3 +51,32 @@ def run_python(
     )
     assert proc.returncode == 0, f"child failed ({proc.returncode}):\n{proc.stderr}"
     return proc
+
+
+def captured_segment(
+    fill: Callable[[Any], None], writer_id: str | None = None
+) -> tuple[str, bytes]:
+    """``(name, bytes)`` of the one segment a writer flushes after ``fill(writer)``, built
+    without a store: what a remote client's writer PUTs to ``/api/evtrack/segments/``."""
+    from evtrack.store.log.writer import Writer
+
+    class Capture:
+        uri, is_local = "capture", False
+
+        def __init__(self) -> None:
+            self.got: list[tuple[str, bytes]] = []
+
+        def events_dir(self, experiment_id: str) -> str:
+            return experiment_id
+
+        def put(self, path: str, data: bytes, create_only: bool = False) -> None:
+            self.got.append((path, data))
+
+    cap = Capture()
+    w = Writer(cap)
+    if writer_id:
+        w.id = writer_id
+    fill(w)
+    w.flush()
+    path, data = cap.got[0]
+    return path.split("/", 1)[1], data

@@ -9,8 +9,8 @@ run MLflow in its own interpreter, in a virtualenv built once and cached:
 * built with ``python -m venv`` + ``pip install mlflow==<version>`` (a few minutes, once);
 * a marker file written after a successful import check means "complete", so a build
   killed halfway is detected and redone instead of being trusted;
-* ``EVTRACK_REQUIRE_MLFLOW=1`` (set by CI) turns "cannot build it here" from a skip
-  into a failure.
+* a test that needs it and cannot get it fails (see ``required.py``); only
+  ``EVTRACK_TEST_ALLOW_MISSING=mlflow`` turns that into a skip, and then nothing is built.
 
 Run ``python tests/mlflow_venv.py`` to build it ahead of time; it prints the python path.
 """
@@ -45,11 +45,6 @@ def venv_dir() -> Path:
     if override:
         return Path(override).expanduser()
     return Path.home() / ".cache" / "evtrack" / f"mlflow-venv-{MLFLOW_VERSION}"
-
-
-def mlflow_required() -> bool:
-    """True when a missing MLflow venv must fail the tests (CI) instead of skipping them."""
-    return os.environ.get("EVTRACK_REQUIRE_MLFLOW", "").strip().lower() in {"1", "true", "yes"}
 
 
 def _python_in(path: Path) -> Path:
@@ -94,17 +89,27 @@ def ensure_mlflow_venv() -> Path:
     return python
 
 
-@pytest.fixture(scope="session", name="mlflow_python")
-def mlflow_python_fixture() -> Path:
-    """The MLflow venv's python; skips (fails under ``EVTRACK_REQUIRE_MLFLOW=1``) if it
-    cannot be built here."""
+def require_mlflow_python() -> Path:
+    """The MLflow venv's python, built if needed; a missing venv fails the test (see
+    ``required.py``) unless ``EVTRACK_TEST_ALLOW_MISSING`` includes ``mlflow``."""
+    import required
+
+    ready = (venv_dir() / _MARKER).exists() and _python_in(venv_dir()).exists()
+    if not ready and "mlflow" in required.allowed_missing():
+        required.missing("mlflow", f"the mlflow=={MLFLOW_VERSION} venv is not built")
     try:
         return ensure_mlflow_venv()
     except (MlflowVenvUnavailable, OSError, subprocess.TimeoutExpired) as exc:
-        reason = f"cannot build the mlflow=={MLFLOW_VERSION} venv at {venv_dir()}: {exc}"
-        if mlflow_required():
-            pytest.fail(reason + " (EVTRACK_REQUIRE_MLFLOW is set)")
-        pytest.skip(reason)
+        required.missing(
+            "mlflow", f"cannot build the mlflow=={MLFLOW_VERSION} venv at {venv_dir()}: {exc}"
+        )
+        raise  # not reached: missing() fails or skips
+
+
+@pytest.fixture(scope="session", name="mlflow_python")
+def mlflow_python_fixture() -> Path:
+    """The MLflow venv's python (see :func:`require_mlflow_python`)."""
+    return require_mlflow_python()
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@ server at the end of the session. ``new_s3_uri(request)`` gives a fresh, empty
 ``s3://bucket/<prefix>`` store URI; conftest.py registers it as the ``s3`` store backend.
 
 Nothing to install or start by hand: moto[server] is a test dependency, and CI
-(``.ci/run``) gets the server from this fixture. Set ``EVTRACK_TEST_S3=0`` to skip S3.
+(``.ci/run``) gets the server from this fixture. ``EVTRACK_TEST_ALLOW_MISSING=s3`` skips
+the S3 tests on purpose (see ``required.py``).
 """
 
 from __future__ import annotations
@@ -87,13 +88,15 @@ def configure_s3fs(endpoint: str) -> None:
 @pytest.fixture(scope="session")
 def s3_server() -> Iterator[S3Server]:
     """moto's S3 server on 127.0.0.1 with an empty bucket, for the whole session."""
-    if os.environ.get("EVTRACK_TEST_S3", "1") == "0":
-        pytest.skip("S3 tests disabled (EVTRACK_TEST_S3=0)")
+    import required
+
+    if "s3" in required.allowed_missing():
+        required.missing("s3", "S3 tests not run")
     try:
         import moto.server  # noqa: F401
         import s3fs
     except ImportError as exc:  # pragma: no cover - the test extra installs both
-        pytest.skip(f"S3 tests need moto[server] and s3fs: {exc}")
+        required.missing("s3", f"S3 tests need moto[server] and s3fs: {exc}")
     saved = {k: os.environ.get(k) for k in [*_ENV, "FSSPEC_S3_ENDPOINT_URL"]}
     server = start_server()
     try:

@@ -119,7 +119,8 @@ def test_fluent_artifact_functions(local, tmp_path):
 
 def test_log_figure_matplotlib(local, tmp_path):
     client, run_id = local
-    matplotlib = pytest.importorskip("matplotlib")
+    import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -139,7 +140,6 @@ def test_log_figure_matplotlib(local, tmp_path):
 
 def test_log_image_numpy(local, tmp_path):
     client, run_id = local
-    pytest.importorskip("matplotlib")
     import numpy as np
 
     image = np.zeros((4, 4, 3), dtype=np.uint8)

@@ -65,7 +65,7 @@ def test_the_jsonl_shortcut_agrees_with_the_views(tmp_path):
     writers = [client.writer]
     from evtrack.store.log.writer import Writer
 
-    writers += [Writer(client.store) for _ in range(2)]
+    writers += [Writer(client.store.layout) for _ in range(2)]
     t0 = 1_700_000_000_000
     for i in range(200):
         w = rng.choice(writers)
@@ -92,7 +92,7 @@ def test_the_jsonl_shortcut_agrees_with_the_views(tmp_path):
             w.flush()
     for w in writers:
         w.flush()
-    light = experiment_from_segments(client.store, exp)
+    light = experiment_from_segments(client.store.layout, exp)
     full = client.get_experiment(exp)
     assert light is not None
     assert (light.name, light.artifact_location, light.lifecycle_stage, light.tags) == (
@@ -101,15 +101,15 @@ def test_the_jsonl_shortcut_agrees_with_the_views(tmp_path):
         full.lifecycle_stage,
         full.tags,
     )
-    con = client._read([exp], run_id)
+    con = client.store._read([exp], run_id)
     stage = con.execute("select lifecycle_stage from runs").fetchone()[0]
-    assert run_stage_from_segments(client.store, exp, run_id) == stage
+    assert run_stage_from_segments(client.store.layout, exp, run_id) == stage
     for w in writers[1:]:
         w.close()
     for i in range(40):  # a long run's many segments: left to the views, which cache
         client.writer.add(exp, run_id, "tag", "n", str(i))
         client.writer.flush()
-    assert run_stage_from_segments(client.store, exp, run_id) is None
+    assert run_stage_from_segments(client.store.layout, exp, run_id) is None
     client.set_tag(run_id, "after", "many")
     assert client.get_run(run_id).data.tags["n"] == "39"
 
@@ -122,10 +122,10 @@ def test_the_shortcut_steps_aside_for_compacted_events(tmp_path):
     exp = client.create_experiment("e")
     run_id = client.create_run(exp).info.run_id
     client.flush()
-    assert run_stage_from_segments(client.store, exp, run_id) == "active"
-    compact_experiment(client.store, exp)
-    assert experiment_from_segments(client.store, exp) is None
-    assert run_stage_from_segments(client.store, exp, run_id) is None
+    assert run_stage_from_segments(client.store.layout, exp, run_id) == "active"
+    compact_experiment(client.store.layout, exp)
+    assert experiment_from_segments(client.store.layout, exp) is None
+    assert run_stage_from_segments(client.store.layout, exp, run_id) is None
     # ... and the client still reads them through the views.
     client.set_tag(run_id, "after", "compaction")
     assert client.get_run(run_id).data.tags["after"] == "compaction"

@@ -55,11 +55,11 @@ def identities(table: pa.Table) -> list[tuple[str, int]]:
 
 
 @pytest.fixture
-def run_store(store_uri: str, monkeypatch):
+def run_store(log_store_uri: str, monkeypatch):
     """A store with one finished, uncompacted run of 3 keys x 2,000 points, params, tags."""
     monkeypatch.setenv("EVTRACK_AUTO_COMPACT", "false")
-    evtrack.set_tracking_uri(store_uri)
-    client = evtrack.MlflowClient(store_uri)
+    evtrack.set_tracking_uri(log_store_uri)
+    client = evtrack.MlflowClient(log_store_uri)
     with evtrack.start_run() as run:
         evtrack.log_params({"alpha": 0.5, "layers": 3})
         evtrack.set_tag("team", "a")
@@ -74,7 +74,7 @@ def run_store(store_uri: str, monkeypatch):
 
 def test_compact_run_keeps_every_event_once(run_store, monkeypatch):
     client, exp, run_id = run_store
-    store = client.store
+    store = client.store.layout
     before = load_events(store)
     result = compaction.compact_run(store, exp, run_id)
     assert result.segments > 0 and not result.gave_up
@@ -90,7 +90,7 @@ def test_compact_run_keeps_every_event_once(run_store, monkeypatch):
 
 def test_reduced_read_gives_the_same_answers(run_store):
     client, exp, run_id = run_store
-    store = client.store
+    store = client.store.layout
     full = load_events(store)
     compaction.compact_run(store, exp, run_id)
     reduced = load_events(store, history=False)
@@ -134,11 +134,11 @@ def test_full_file_is_sorted_with_row_groups(tmp_path):
     assert hist["step"].to_pylist() == list(range(n))
 
 
-def test_experiment_compaction_merges_files(store_uri):
-    evtrack.set_tracking_uri(store_uri)
-    client = evtrack.MlflowClient(store_uri)
+def test_experiment_compaction_merges_files(log_store_uri):
+    evtrack.set_tracking_uri(log_store_uri)
+    client = evtrack.MlflowClient(log_store_uri)
     exp = client.create_experiment("many")
-    store = client.store
+    store = client.store.layout
     for i in range(10):
         with evtrack.start_run(experiment_id=exp):
             evtrack.log_param("i", i)
@@ -160,7 +160,7 @@ def test_auto_compaction_can_be_turned_off(tmp_path, monkeypatch):
     evtrack.set_tracking_uri(tmp_path / "s")
     with evtrack.start_run() as run:
         evtrack.log_metric("m", 1.0)
-    store = evtrack.MlflowClient(str(tmp_path / "s")).store
+    store = evtrack.MlflowClient(str(tmp_path / "s")).store.layout
     assert read_manifest(store, run.info.experiment_id).version == 0
     monkeypatch.setenv("EVTRACK_AUTO_COMPACT", "true")
     monkeypatch.setenv("EVTRACK_AUTO_COMPACT_MIN_EVENTS", "0")
@@ -174,7 +174,7 @@ def test_end_run_compacts_only_runs_of_enough_events(tmp_path):
     with evtrack.start_run() as small:
         for i in range(10):
             evtrack.log_metric("m", float(i), step=i)
-    store = evtrack.MlflowClient(str(tmp_path / "s")).store
+    store = evtrack.MlflowClient(str(tmp_path / "s")).store.layout
     exp = small.info.experiment_id
     assert read_manifest(store, exp).version == 0  # a few JSONL segments: left as they are
     with evtrack.start_run() as big:
@@ -229,7 +229,7 @@ def _race(monkeypatch, first, second):
 
 def test_two_compactions_of_one_run_never_double_cover(tmp_path, monkeypatch):
     client, exp, (r1, _) = _two_runs(tmp_path)
-    store = client.store
+    store = client.store.layout
     before = load_events(store, [exp])
     a, b = _race(
         monkeypatch,
@@ -245,7 +245,7 @@ def test_two_compactions_of_one_run_never_double_cover(tmp_path, monkeypatch):
 
 def test_compactions_of_different_runs_both_land(tmp_path, monkeypatch):
     client, exp, (r1, r2) = _two_runs(tmp_path)
-    store = client.store
+    store = client.store.layout
     before = load_events(store, [exp])
     a, b = _race(
         monkeypatch,
@@ -260,7 +260,7 @@ def test_compactions_of_different_runs_both_land(tmp_path, monkeypatch):
 
 def test_experiment_compaction_racing_run_compaction(tmp_path, monkeypatch):
     client, exp, (r1, r2) = _two_runs(tmp_path)
-    store = client.store
+    store = client.store.layout
     before = load_events(store, [exp])
     _race(
         monkeypatch,
@@ -274,7 +274,7 @@ def test_experiment_compaction_racing_run_compaction(tmp_path, monkeypatch):
 
 def test_interrupted_compaction_leaves_only_unreferenced_files(tmp_path, monkeypatch):
     client, exp, (r1, _) = _two_runs(tmp_path)
-    store = client.store
+    store = client.store.layout
     before = load_events(store, [exp])
 
     def crash(*args, **kwargs):
@@ -296,7 +296,7 @@ def test_interrupted_compaction_leaves_only_unreferenced_files(tmp_path, monkeyp
 
 def test_reader_retries_when_gc_removes_files_under_it(tmp_path, monkeypatch):
     client, exp, (r1, r2) = _two_runs(tmp_path)
-    store = client.store
+    store = client.store.layout
     before = load_events(store, [exp])
     real = snapshot.take_snapshot
     calls = []
@@ -317,7 +317,7 @@ def test_reader_retries_when_gc_removes_files_under_it(tmp_path, monkeypatch):
 
 def test_damaged_segment_is_reported_and_skipped(tmp_path, caplog):
     client, exp, (r1, r2) = _two_runs(tmp_path)
-    store = client.store
+    store = client.store.layout
     before = load_events(store, [exp]).num_rows
     bad = f"{store.events_dir(exp)}/{SegmentName(r1, 'feedbeef', 7, 'jsonl').name}"
     store.put(bad, b'{"evtrack_segment": 1}\n{"writer": "feedbeef", "seq": 1, "ti')
@@ -338,7 +338,7 @@ def test_damaged_segment_is_reported_and_skipped(tmp_path, caplog):
 
 def test_damaged_compacted_file_falls_back_to_segments(tmp_path):
     client, exp, (r1, r2) = _two_runs(tmp_path)
-    store = client.store
+    store = client.store.layout
     before = load_events(store, [exp])
     compaction.compact_run(store, exp, r1)
     (full,) = read_manifest(store, exp).full

@@ -4,11 +4,9 @@ and log exactly what they say they do."""
 from __future__ import annotations
 
 import math
-import pickle
 import subprocess
 import sys
 
-import pytest
 from helpers import ROOT, subprocess_env
 
 from evtrack import MlflowClient
@@ -55,8 +53,6 @@ def test_quickstart(tmp_path):
 
 
 def test_sklearn_elasticnet_wine(tmp_path):
-    pytest.importorskip("sklearn")
-    pytest.importorskip("pandas")
     folder = EXAMPLES / "sklearn_elasticnet_wine"
     assert (folder / "wine-quality.csv").is_file()
     store = tmp_path / "store"
@@ -75,14 +71,33 @@ def test_sklearn_elasticnet_wine(tmp_path):
     assert f"RMSE: {metrics['rmse']}" in out
 
     names = {i.path for i in client.list_artifacts(run.info.run_id, "model")}
-    if "model/MLmodel" in names:  # evtrack's scikit-learn flavour
-        return
-    assert names == {"model/model.pkl"}
-    local = client.download_artifacts(run.info.run_id, "model/model.pkl", str(tmp_path / "dl"))
-    with open(local, "rb") as f:
-        model = pickle.load(f)
+    assert {"model/MLmodel", "model/model.skops", "model/requirements.txt"} <= names
+    assert f"Model: runs:/{run.info.run_id}/model" in out
     import pandas as pd
 
+    import evtrack
+
+    evtrack.set_tracking_uri(str(store))
+    model = evtrack.sklearn.load_model(f"runs:/{run.info.run_id}/model")
     data = pd.read_csv(folder / "wine-quality.csv").drop(columns=["quality"]).head(5)
     assert model.predict(data).shape == (5,)
     assert (model.alpha, model.l1_ratio) == (0.3, 0.2)
+
+
+def test_readme_serve_and_curl(tmp_path):
+    """The README's lines: train, `evtrack models serve -m runs:/<id>/model`, the curl."""
+    from models_helpers import CURL_BODY, ServedModel
+
+    store = tmp_path / "store"
+    out = run_example(EXAMPLES / "sklearn_elasticnet_wine" / "train.py", store=store, cwd=tmp_path)
+    uri = next(ln.split()[1] for ln in out.splitlines() if ln.startswith("Model: "))
+    readme = (EXAMPLES.parent / "README.md").read_text()
+    assert "evtrack models serve -m runs:/<run_id>/model -p 1234" in readme
+    assert CURL_BODY in readme
+    srv = ServedModel(uri, tracking_uri=str(store)).start()
+    try:
+        status, body = srv.invoke(CURL_BODY, "application/json; format=pandas-split")
+    finally:
+        srv.stop()
+    assert status == 200 and len(body["predictions"]) == 1
+    assert 3 < body["predictions"][0] < 8  # a wine quality score

@@ -336,7 +336,8 @@ def test_get_artifact_uri():
 
 
 def test_search_runs_pandas_and_list():
-    pd = pytest.importorskip("pandas")
+    import pandas as pd
+
     exp = mlflow.set_experiment("searchable")
     for i in range(3):
         with mlflow.start_run(run_name=f"r{i}"):

@@ -18,10 +18,10 @@ from evtrack.store.log.views import load_events
 
 
 @pytest.fixture
-def store_with_runs(store_uri, monkeypatch):
+def store_with_runs(log_store_uri, monkeypatch):
     monkeypatch.setenv("EVTRACK_AUTO_COMPACT", "false")
-    evtrack.set_tracking_uri(store_uri)
-    client = evtrack.MlflowClient(store_uri)
+    evtrack.set_tracking_uri(log_store_uri)
+    client = evtrack.MlflowClient(log_store_uri)
     exp = client.create_experiment("gc")
     ids = []
     for i in range(3):
@@ -40,7 +40,7 @@ def _count(store, exp):
 
 def test_gc_deletes_replaced_segments_only_after_the_grace_period(store_with_runs):
     client, exp, _ = store_with_runs
-    store = client.store
+    store = client.store.layout
     n = _count(store, exp)
     compaction.compact_experiment(store, exp)
     segments = len(list_segments(store, exp))
@@ -57,7 +57,7 @@ def test_gc_deletes_replaced_segments_only_after_the_grace_period(store_with_run
 
 def test_gc_removes_old_manifests_but_keeps_recent_ones(store_with_runs):
     client, exp, ids = store_with_runs
-    store = client.store
+    store = client.store.layout
     for run_id in ids:
         compaction.compact_run(store, exp, run_id)
     for _ in range(12):
@@ -74,7 +74,7 @@ def test_gc_removes_old_manifests_but_keeps_recent_ones(store_with_runs):
 
 def test_gc_purges_deleted_runs_with_their_artifacts(store_with_runs):
     client, exp, (a, b, c) = store_with_runs
-    store = client.store
+    store = client.store.layout
     compaction.compact_run(store, exp, a)
     art = client.get_run(a).info.artifact_uri
     client.delete_run(a)
@@ -101,7 +101,7 @@ def test_doctor_finds_and_repairs_missing_compacted_file(tmp_path, monkeypatch):
     with evtrack.start_run() as run:
         evtrack.log_metric("m", 1.0)
     client = evtrack.MlflowClient(uri)
-    store, exp = client.store, run.info.experiment_id
+    store, exp = client.store.layout, run.info.experiment_id
     n = _count(store, exp)
     compaction.compact_run(store, exp, run.info.run_id)
     (full,) = read_manifest(store, exp).full
@@ -121,7 +121,7 @@ def test_doctor_repairs_claims(tmp_path):
     exp = client.create_experiment("named")
     run = client.create_run(exp)
     client.flush()
-    store = client.store
+    store = client.store.layout
     store.claim_name("ghost", exp)  # a rename that crashed before releasing
     os.remove(f"{tmp_path}/s/runs/{run.info.run_id}.json")
     kinds = {f.kind for f in doctor(store).problems}

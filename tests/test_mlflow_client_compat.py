@@ -26,10 +26,7 @@ pytestmark = pytest.mark.mlflow
 def mlflow_python():
     import mlflow_venv
 
-    marker_ok = (mlflow_venv.venv_dir() / mlflow_venv._MARKER).exists()
-    if not marker_ok and not mlflow_venv.mlflow_required():
-        pytest.skip("the MLflow venv is not built (python tests/mlflow_venv.py builds it)")
-    return str(mlflow_venv.ensure_mlflow_venv())
+    return str(mlflow_venv.require_mlflow_python())
 
 
 @pytest.fixture(scope="module")
@@ -319,11 +316,9 @@ print("RESULT " + json.dumps(out))
 """
 
 
-def test_sklearn_log_model_is_refused_cleanly(mlflow_python, server, tmp_path):
-    """MLflow 3's log_model needs the logged-models API, which is out of scope (see
-    docs/server.md): the client gets MLflow's ENDPOINT_NOT_FOUND, not a crash."""
+def test_sklearn_log_model_works(mlflow_python, server, tmp_path):
+    """MLflow 3's log_model goes through the logged-models API (evtrack/server/models_api.py;
+    the full loop is tests/test_models_server_mlflow.py)."""
     url, _ = server
     out = run_mlflow(mlflow_python, url, SKLEARN, tmp_path)
-    assert out["logged"] is False
-    assert out["error"][0] == "ENDPOINT_NOT_FOUND"
-    assert "logged-models" in out["error"][1]
+    assert out == {"logged": True}

@@ -43,7 +43,7 @@ _COMPACTOR = """
 import os, sys, time, evtrack
 from evtrack.store.log import compaction
 uri, exp, run_id, stop = sys.argv[1:5]
-store = evtrack.MlflowClient(uri).store
+store = evtrack.MlflowClient(uri).store.layout
 n = 0
 while not os.path.exists(stop):
     compaction.compact_run(store, exp, run_id)
@@ -60,7 +60,7 @@ from evtrack.store.log.views import load_events
 import pyarrow as pa
 import pyarrow.compute as pc
 uri, exp, run_id, stop, total = sys.argv[1:6]
-store = evtrack.MlflowClient(uri).store
+store = evtrack.MlflowClient(uri).store.layout
 last, loops = 0, 0
 while not os.path.exists(stop):
     ev = load_events(store, [exp], run_id)
@@ -132,7 +132,7 @@ def test_writers_compactor_and_reader_at_once(backend, tmp_path, request):
     r_out, r_err = reader.communicate(timeout=120)
     assert reader.returncode == 0, r_err.decode()[-2000:]
     assert int(out) >= 1 and int(r_out) >= 1
-    store = client.store
+    store = client.store.layout
     _check_run(store, exp, run_id, keys, n)
     compaction.compact_experiment(store, exp)
     _check_run(store, exp, run_id, keys, n)
@@ -155,7 +155,7 @@ _LOOPING_COMPACTOR = """
 import sys, evtrack
 from evtrack.store.log import compaction
 uri, exp, run_id = sys.argv[1:4]
-store = evtrack.MlflowClient(uri).store
+store = evtrack.MlflowClient(uri).store.layout
 print("ready", flush=True)
 i = 0
 while True:
@@ -171,7 +171,7 @@ def _kill_trials(uri: str, trials: int, tmp_path: Path) -> None:
 
     client = evtrack.MlflowClient(uri)
     exp = client.create_experiment("kill")
-    store = client.store
+    store = client.store.layout
     env = subprocess_env(uri, EVTRACK_FLUSH_INTERVAL="0.05")
     py = sys.executable
     rng = random.Random(1234)

@@ -46,7 +46,7 @@ def test_a_reader_sees_other_processes_events_without_restarting(s3_uri):
     exp = client.create_experiment("live")
     run_id = client.create_run(exp).info.run_id
     client.flush()
-    assert load_events(client.store, [exp], run_id).num_rows > 0
+    assert load_events(client.store.layout, [exp], run_id).num_rows > 0
     before = len(client.get_metric_history(run_id, "m"))
     code = (
         "import sys, evtrack\n"
@@ -69,7 +69,7 @@ def test_search_lists_each_folder_once_and_never_needs_httpfs(s3_uri, monkeypatc
         client.log_metric(run_id, "m", float(i))
         runs.append(run_id)
     client.flush()
-    store = client.store
+    store = client.store.layout
     compaction.compact_experiment(store, exp)
     client.log_metric(runs[0], "m", 100.0, step=1)  # one run with an uncompacted segment
     client.flush()

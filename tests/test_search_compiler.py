@@ -1,4 +1,5 @@
-"""Compiler tests on the evtrack views, created as plain DuckDB tables."""
+"""Compiler tests on the real evtrack views (:func:`evtrack.store.log.views.connect`),
+folded from events made here, so a change of a view's schema reaches these tests."""
 
 from __future__ import annotations
 
@@ -20,21 +21,6 @@ from evtrack.search import (
     search_run_ids,
 )
 
-VIEWS_DDL = """
-CREATE TABLE runs(run_id VARCHAR, experiment_id VARCHAR, run_name VARCHAR, user_id VARCHAR,
-    status VARCHAR, start_time BIGINT, end_time BIGINT, lifecycle_stage VARCHAR,
-    artifact_uri VARCHAR, deleted_time BIGINT);
-CREATE TABLE params(run_id VARCHAR, key VARCHAR, value VARCHAR);
-CREATE TABLE tags(run_id VARCHAR, key VARCHAR, value VARCHAR);
-CREATE TABLE latest_metrics(run_id VARCHAR, key VARCHAR, value DOUBLE, step BIGINT,
-    timestamp BIGINT);
-CREATE TABLE inputs(run_id VARCHAR, name VARCHAR, digest VARCHAR, context VARCHAR);
-CREATE TABLE experiments(experiment_id VARCHAR, name VARCHAR, artifact_location VARCHAR,
-    lifecycle_stage VARCHAR, creation_time BIGINT, last_update_time BIGINT);
-CREATE TABLE experiment_tags(experiment_id VARCHAR, key VARCHAR, value VARCHAR);
-"""
-
-duckdb = pytest.importorskip("duckdb")
 NAN, INF = float("nan"), float("inf")
 
 # name, experiment, status, start, end, user, stage, params, metrics, tags
@@ -87,33 +73,75 @@ EXPERIMENTS = [  # id, name, stage, creation_time, tags
 ]
 
 
+class ViewEvents:
+    """Events in the stored schema, made by hand, for the real views to fold.
+
+    Tests of the search compiler need exact ids and values (NaN, ±inf, ``it's``) that
+    the client would generate or refuse; building the events keeps the views real.
+    """
+
+    def __init__(self) -> None:
+        self.rows: list[dict[str, Any]] = []
+
+    def add(self, kind: str, exp: str, run: str | None, key: str, text=None, value=None, **kw):
+        time_ms = kw.get("timestamp", 1 + len(self.rows))
+        row = {"writer": "w", "seq": len(self.rows), "time": time_ms, "kind": kind}
+        row.update(experiment_id=exp, run_id=run, key=key, value=value, text=text)
+        row.update(step=kw.get("step"), timestamp=kw.get("timestamp"))
+        self.rows.append(row)
+
+    def experiment(self, eid: str, attrs: dict[str, Any], tags: dict[str, str]) -> None:
+        for k, v in attrs.items():
+            if v is not None:
+                self.add("experiment", eid, None, k, str(v))
+        for k, v in tags.items():
+            self.add("experiment_tag", eid, None, k, v)
+
+    def run(self, rid: str, exp: str, attrs: dict[str, Any], params, tags) -> None:
+        for k, v in {"experiment_id": exp, **attrs}.items():
+            if v is not None:
+                self.add("run", exp, rid, k, str(v))
+        for k, v in params.items():
+            self.add("param", exp, rid, k, v)
+        for k, v in tags.items():
+            self.add("tag", exp, rid, k, v)
+
+    def metric(self, rid: str, exp: str, key: str, value: float, step: int, ts: int) -> None:
+        self.add("metric", exp, rid, key, value=value, step=step, timestamp=ts)
+
+    def connect(self) -> Any:
+        """A DuckDB connection with these events behind every view of evtrack."""
+        import pyarrow as pa
+
+        from evtrack.store.log.events import COLUMNS, event_schema
+        from evtrack.store.log.views import connect
+
+        columns = {name: [r[name] for r in self.rows] for name, _ in COLUMNS}
+        return connect(pa.table(columns).cast(event_schema()))
+
+
 @pytest.fixture(scope="module")
 def con() -> Any:
-    c = duckdb.connect()
-    c.execute(VIEWS_DDL)
+    log = ViewEvents()
+    for eid, name, stage, ctime, tags in EXPERIMENTS:
+        attrs = {"name": name, "artifact_location": f"file:///e/{eid}", "lifecycle_stage": stage}
+        log.experiment(eid, {**attrs, "creation_time": ctime, "last_update_time": ctime + 1}, tags)
     for name, exp, status, start, end, user, stage, params, metrics, tags in RUNS:
         rid = f"id-{name}"
-        c.execute(
-            "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)",
-            [rid, exp, name, user, status, start, end, stage, f"file:///a/{name}"],
-        )
-        c.executemany(
-            "INSERT INTO params VALUES (?, ?, ?)", [[rid, k, v] for k, v in params.items()]
-        )
-        tags = {**tags, "mlflow.runName": name}
-        c.executemany("INSERT INTO tags VALUES (?, ?, ?)", [[rid, k, v] for k, v in tags.items()])
+        attrs = {"run_name": name, "user_id": user, "status": status, "start_time": start}
+        attrs.update(end_time=end, lifecycle_stage=stage, artifact_uri=f"file:///a/{name}")
+        log.run(rid, exp, attrs, params, {**tags, "mlflow.runName": name})
         for k, v in metrics.items():
-            c.execute("INSERT INTO latest_metrics VALUES (?, ?, ?, 0, 0)", [rid, k, v])
-    c.execute("INSERT INTO inputs VALUES ('id-alpha', 'train', 'abc', 'training')")
-    c.execute("INSERT INTO inputs VALUES ('id-gamma', 'eval', 'def', NULL)")
-    for eid, name, stage, ctime, tags in EXPERIMENTS:
-        c.execute(
-            "INSERT INTO experiments VALUES (?, ?, ?, ?, ?, ?)",
-            [eid, name, f"file:///e/{eid}", stage, ctime, ctime + 1],
-        )
-        for k, v in tags.items():
-            c.execute("INSERT INTO experiment_tags VALUES (?, ?, ?)", [eid, k, v])
-    return c
+            log.metric(rid, exp, k, v, 0, 0)
+    for rid, dataset, digest, context in [
+        ("id-alpha", "train", "abc", "training"),
+        ("id-gamma", "eval", "def", None),
+    ]:
+        body = {"dataset": {"name": dataset, "digest": digest}, "tags": {}, "context": context}
+        log.add("input", "1", rid, digest, json.dumps(body))
+    c = log.connect()
+    yield c
+    c.close()
 
 
 def names(

@@ -7,11 +7,11 @@ virtualenv, see ``mlflow_venv.py``) and every query of ``RUN_QUERIES`` /
 ``EXPERIMENT_QUERIES`` is run there. The ordered run names (or the error code) are
 the expected answers for evtrack:
 
-* ``test_runs_on_views`` fills the evtrack views as DuckDB tables from the same data
-  (with MLflow's run ids, so even ``run_id`` tie-breaks are comparable) and runs the
-  compiler. It depends only on the search package.
+* ``test_runs_on_views`` folds events holding the same data through evtrack's real
+  views (with MLflow's run ids, so even ``run_id`` tie-breaks are comparable) and runs
+  the compiler on them.
 * ``test_runs_through_client`` logs the data through ``evtrack.MlflowClient`` and
-  searches through it; it is skipped until the core client exists.
+  searches through it.
 * the ``*_parse_*`` tests compare the parser with MLflow's on a corpus of filter and
   order_by strings, including invalid ones.
 """
@@ -19,7 +19,6 @@ the expected answers for evtrack:
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 import subprocess
@@ -40,7 +39,7 @@ from evtrack.search.parser import (
 
 sys.path.insert(0, str(Path(__file__).parent))
 from mlflow_venv import mlflow_python_fixture  # noqa: E402,F401  (the mlflow_python fixture)
-from test_search_compiler import VIEWS_DDL  # noqa: E402
+from test_search_compiler import ViewEvents  # noqa: E402
 
 pytestmark = pytest.mark.mlflow
 
@@ -429,17 +428,6 @@ def mlflow_answers(mlflow_python: Path, tmp_path_factory: pytest.TempPathFactory
     return answers
 
 
-def latest_metrics(points: list[list]) -> dict[str, list]:
-    """MLflow's latest value per key: the largest (step, timestamp, value) tuple, NaN
-    counting as 0 in that comparison, the first one logged winning exact ties."""
-    latest: dict[str, list] = {}
-    for key, value, ts, step in points:
-        rank = (step, ts, 0.0 if math.isnan(value) else value)
-        if key not in latest or rank > latest[key][0]:
-            latest[key] = [rank, value, step, ts]
-    return {k: v[1:] for k, v in latest.items()}
-
-
 def render(text: str | None, run_ids: list[str], exp_ids: list[str], ctimes: dict) -> str | None:
     if text is None:
         return None
@@ -450,35 +438,23 @@ def render(text: str | None, run_ids: list[str], exp_ids: list[str], ctimes: dic
 
 @pytest.fixture(scope="module")
 def views(mlflow_answers: dict) -> Any:
-    """The evtrack views as DuckDB tables holding the same data as MLflow's store."""
-    duckdb = pytest.importorskip("duckdb")
-    con = duckdb.connect()
-    con.execute(VIEWS_DDL)
+    """The real evtrack views over events holding the same data as MLflow's store (every
+    metric point, so ``latest_metrics`` is evtrack's own fold)."""
+    log = ViewEvents()
     spec = build_spec()
     for r, m in zip(spec["runs"], mlflow_answers["runs"], strict=True):
-        con.execute(
-            "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)",
-            [m["run_id"], m["experiment_id"], m["name"], m["user_id"], m["status"]]
-            + [m["start_time"], m["end_time"], m["lifecycle_stage"], m["artifact_uri"]],
-        )
-        for k, v in r["params"].items():
-            con.execute("INSERT INTO params VALUES (?, ?, ?)", [m["run_id"], k, v])
-        for k, v in m["tags"].items():
-            con.execute("INSERT INTO tags VALUES (?, ?, ?)", [m["run_id"], k, v])
-        for k, (value, step, ts) in latest_metrics(r["metrics"]).items():
-            con.execute(
-                "INSERT INTO latest_metrics VALUES (?, ?, ?, ?, ?)",
-                [m["run_id"], k, value, step, ts],
-            )
+        rid, exp = m["run_id"], m["experiment_id"]
+        attrs = {k: m[k] for k in ("user_id", "status", "start_time", "end_time")}
+        attrs.update(run_name=m["name"], lifecycle_stage=m["lifecycle_stage"])
+        log.run(rid, exp, {**attrs, "artifact_uri": m["artifact_uri"]}, r["params"], m["tags"])
+        for key, value, ts, step in r["metrics"]:
+            log.metric(rid, exp, key, value, step, ts)
     for e in mlflow_answers["experiments"]:
-        con.execute(
-            "INSERT INTO experiments VALUES (?, ?, ?, ?, ?, ?)",
-            [e["experiment_id"], e["name"], e["artifact_location"], e["lifecycle_stage"]]
-            + [e["creation_time"], e["last_update_time"]],
-        )
-        for k, v in e["tags"].items():
-            con.execute("INSERT INTO experiment_tags VALUES (?, ?, ?)", [e["experiment_id"], k, v])
-    return con
+        keys = ("name", "artifact_location", "lifecycle_stage", "creation_time", "last_update_time")
+        log.experiment(e["experiment_id"], {k: e[k] for k in keys}, e["tags"])
+    con = log.connect()
+    yield con
+    con.close()
 
 
 def _evtrack_runs(con: Any, query: dict, answers: dict) -> dict:
@@ -594,13 +570,10 @@ def test_experiment_order_by_rejects_tags() -> None:
 
 
 def test_runs_through_client(mlflow_answers: dict, tmp_path: Path) -> None:
-    """The same queries through evtrack's own client, once the core provides it."""
-    evtrack = pytest.importorskip("evtrack")
-    client_cls = getattr(evtrack, "MlflowClient", None)
-    if client_cls is None:
-        pytest.skip(
-            "evtrack.MlflowClient does not exist yet; test_runs_on_views covers the compiler"
-        )
+    """The same queries through evtrack's own client."""
+    import evtrack
+
+    client_cls = evtrack.MlflowClient
     from evtrack.entities import Metric, Param, RunTag  # type: ignore[attr-defined]
 
     client = client_cls(tracking_uri=str(tmp_path / "store"))

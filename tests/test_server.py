@@ -64,7 +64,9 @@ def test_health_and_version(env):
 
 def test_unknown_endpoint_is_mlflow_not_found(env):
     err(env["c"].get(f"{API}/nope"), 404, "ENDPOINT_NOT_FOUND")
-    err(env["c"].post(f"{API}/logged-models", json={}), 404, "ENDPOINT_NOT_FOUND")
+    err(env["c"].post(f"{API}/traces", json={}), 404, "ENDPOINT_NOT_FOUND")
+    # the logged-models API exists (evtrack/server/models_api.py): a bad body is a 400
+    err(env["c"].post(f"{API}/logged-models", json={}), 400)
     assert env["c"].post(f"{API}/logged-models/search", json={}).get_json() == {"models": []}
 
 
@@ -84,7 +86,7 @@ def test_experiment_lifecycle(env):
     ).get_json()["experiment_id"]
     e = c.get(f"{API}/experiments/get-by-name?experiment_name=life").get_json()["experiment"]
     assert e["experiment_id"] == eid and e["tags"] == [{"key": "a", "value": "1"}]
-    assert e["artifact_location"] == f"mlflow-artifacts:/{eid}/artifacts"
+    assert e["artifact_location"] == f"mlflow-artifacts:/{eid}"
     assert isinstance(e["creation_time"], int)
     assert (
         c.post(
@@ -165,7 +167,7 @@ def test_run_json_shape_and_logging(env):
     info = run["info"]
     assert info["run_id"] == info["run_uuid"] == run_id
     assert info["run_name"] == "shape" and info["user_id"] == "u" and info["start_time"] == 1234
-    assert info["artifact_uri"] == f"mlflow-artifacts:/{env['exp']}/artifacts/{run_id}/artifacts"
+    assert info["artifact_uri"] == f"mlflow-artifacts:/{env['exp']}/{run_id}/artifacts"
     metrics = {m["key"]: m for m in run["data"]["metrics"]}
     assert metrics["m"] == {"key": "m", "value": "NaN", "timestamp": 11, "step": 2}
     assert metrics["inf"]["value"] == "Infinity" and metrics["single"]["value"] == 3.0
@@ -354,7 +356,7 @@ def test_oversized_body_is_refused_and_writes_nothing(tmp_path):
     assert "at most 1000 bytes" in err(
         c.post(f"{API}/runs/log-batch", json={"run_id": run_id, "metrics": metrics}), 400
     )
-    path = f"/api/2.0/mlflow-artifacts/artifacts/{eid}/artifacts/{run_id}/artifacts/big.bin"
+    path = f"/api/2.0/mlflow-artifacts/artifacts/{eid}/{run_id}/artifacts/big.bin"
     err(c.put(path, data=b"x" * 101), 400)
     assert store_files(tmp_path / "s") == before
 
@@ -365,13 +367,13 @@ def test_oversized_body_is_refused_and_writes_nothing(tmp_path):
 def test_artifact_proxy_round_trip(env):
     c = env["c"]
     run_id = new_run(env)
-    base = f"/api/2.0/mlflow-artifacts/artifacts/{env['exp']}/artifacts/{run_id}/artifacts"
+    base = f"/api/2.0/mlflow-artifacts/artifacts/{env['exp']}/{run_id}/artifacts"
     assert c.put(f"{base}/dir/a.txt", data=b"alpha").status_code == 200
     assert c.put(f"{base}/b.bin", data=b"\x00\x01").status_code == 200
     r = c.get(f"{base}/dir/a.txt")
     assert r.data == b"alpha" and "attachment" in r.headers["Content-Disposition"]
     listing = c.get(
-        f"/api/2.0/mlflow-artifacts/artifacts?path={env['exp']}/artifacts/{run_id}/artifacts"
+        f"/api/2.0/mlflow-artifacts/artifacts?path={env['exp']}/{run_id}/artifacts"
     ).get_json()
     assert listing["files"] == [
         {"path": "b.bin", "is_dir": False, "file_size": 2},
@@ -429,14 +431,31 @@ def test_no_serve_artifacts(tmp_path):
     assert e["artifact_location"].startswith("file://")
 
 
-def test_default_artifact_root(tmp_path):
+def test_default_artifact_root_is_written_directly(tmp_path):
+    # As `mlflow server --default-artifact-root`: the location clients see is the real
+    # one, and they write there themselves (issue 12); it is not proxied.
     root = tmp_path / "arts"
     c = create_app(str(tmp_path / "s"), default_artifact_root=str(root)).test_client()
     eid = c.post(f"{API}/experiments/create", json={"name": "x"}).get_json()["experiment_id"]
     run = c.post(f"{API}/runs/create", json={"experiment_id": eid}).get_json()["run"]["info"]
+    assert run["artifact_uri"] == f"file://{root}/{eid}/{run['run_id']}/artifacts"
+
+
+def test_search_datasets_is_a_read(tmp_path):
+    # A POST that only reads: a read-only server answers it (it refused it before).
+    c = create_app(str(tmp_path / "s"), read_only=True).test_client()
+    r = c.post("/ajax-api/2.0/mlflow/experiments/search-datasets", json={"experiment_ids": ["0"]})
+    assert r.status_code == 200 and r.get_json() == {}
+
+
+def test_artifacts_destination_is_proxied(tmp_path):
+    dest = tmp_path / "dest"
+    c = create_app(str(tmp_path / "s"), artifacts_destination=str(dest)).test_client()
+    eid = c.post(f"{API}/experiments/create", json={"name": "x"}).get_json()["experiment_id"]
+    run = c.post(f"{API}/runs/create", json={"experiment_id": eid}).get_json()["run"]["info"]
     assert run["artifact_uri"] == f"mlflow-artifacts:/{eid}/{run['run_id']}/artifacts"
     c.put(f"/api/2.0/mlflow-artifacts/artifacts/{eid}/{run['run_id']}/artifacts/f.txt", data=b"hi")
-    assert (root / eid / run["run_id"] / "artifacts" / "f.txt").read_bytes() == b"hi"
+    assert (dest / eid / run["run_id"] / "artifacts" / "f.txt").read_bytes() == b"hi"
 
 
 # -- auth and read-only ----------------------------------------------------------------

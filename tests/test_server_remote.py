@@ -66,7 +66,7 @@ def test_evtrack_client_over_http(server, tmp_path):
         hist = c.get_metric_history(run.info.run_id, "loss")
         found = evtrack.search_runs(experiment_names=["over-http"], output_format="list")
         print("RESULT " + json.dumps({
-            "client": type(c).__name__, "run_id": run.info.run_id, "child": child.info.run_id,
+            "store": type(c.store).__name__, "run_id": run.info.run_id, "child": child.info.run_id,
             "params": r.data.params, "status": r.info.status, "n": len(hist),
             "last": hist[-1].value, "found": sorted(x.info.run_id for x in found),
             "artifacts": [f.path for f in c.list_artifacts(run.info.run_id)],
@@ -76,7 +76,7 @@ def test_evtrack_client_over_http(server, tmp_path):
         {"EVTRACK_TRACKING_URI": url, "EVTRACK_SPOOL_DIR": str(tmp_path / "spool")},
     )
     res = json.loads(out.split("RESULT ", 1)[1])
-    assert res["client"] == "RemoteClient"
+    assert res["store"] == "RestStore"
     assert res["params"] == {"lr": "0.1"} and res["status"] == "FINISHED"
     assert res["n"] == 20000 and res["last"] == 1.0 / 20000
     assert res["found"] == sorted([res["run_id"], res["child"]])
@@ -98,10 +98,9 @@ def test_spool_when_unreachable_then_sync(server, tmp_path):
     spool = tmp_path / "spool"
     run_py(
         f"""
-        from evtrack.store.rest.client import RemoteClient
-        from evtrack.store.rest.sink import get_sink
-        c = RemoteClient({dead!r})
-        c._state.run_experiment[{run_id!r}] = {exp!r}
+        from evtrack.store.rest.store import RestStore
+        c = RestStore({dead!r})
+        c._remember_run({run_id!r}, {exp!r}, {{}})
         for i in range(1000):
             c.log_metric({run_id!r}, "m", float(i), timestamp=1000 + i, step=i)
         try:
@@ -159,30 +158,14 @@ def app_env(tmp_path_factory):
 
 
 def _segment(eid: str, rid: str, n: int = 100, writer_id: str | None = None) -> tuple[str, bytes]:
-    from evtrack.store.log.writer import Writer
+    from helpers import captured_segment
 
-    class Capture:
-        uri, is_local = "capture", False
+    def fill(w) -> None:
+        buf = w.metric_buffer(eid, rid)
+        for i in range(n):
+            buf.extend(("seg", float(i) + (n if writer_id else 0), i, 1000 + i))
 
-        def __init__(self):
-            self.got = []
-
-        def events_dir(self, e):
-            return e
-
-        def put(self, path, data, create_only=False):
-            self.got.append((path, data))
-
-    cap = Capture()
-    w = Writer(cap)
-    if writer_id:
-        w.id = writer_id
-    buf = w.metric_buffer(eid, rid)
-    for i in range(n):
-        buf.extend(("seg", float(i) + (n if writer_id else 0), i, 1000 + i))
-    w.flush()
-    path, data = cap.got[0]
-    return path.split("/", 1)[1], data
+    return captured_segment(fill, writer_id)
 
 
 def test_segment_put_is_idempotent(app_env):
@@ -310,7 +293,6 @@ def test_openapi_document(app_env):
 
 def test_openapi_fuzz_no_5xx(server):
     """schemathesis fuzzes every documented operation of a real server: no 5xx."""
-    pytest.importorskip("schemathesis")
     url, _ = server
     proc = subprocess.run(
         [

@@ -88,7 +88,8 @@ def test_column_types(store):
 
 
 def test_relation_outputs(store):
-    pd = pytest.importorskip("pandas")
+    import pandas as pd
+
     rel = evtrack.sql("select run_name, status from runs order by run_name")
     assert rel.fetchall() == [("a", "FINISHED"), ("b", "FINISHED"), ("c", "RUNNING")]
     arrow = rel.arrow()  # a Table, or on DuckDB 1.4+ a RecordBatchReader
@@ -160,12 +161,6 @@ def test_sql_sees_this_process_buffered_writes(store):
     assert rows == [(1,)]
 
 
-def test_sql_errors_are_duckdb_errors(store):
-    duckdb = pytest.importorskip("duckdb")
-    with pytest.raises(duckdb.Error):
-        evtrack.sql("select * from no_such_view").fetchall()
-
-
 def test_concurrent_readers_see_their_own_events(tmp_path):
     stores = []
     for i in range(3):
@@ -191,3 +186,27 @@ def test_concurrent_readers_see_their_own_events(tmp_path):
         t.join()
     assert errors == []
     assert results == {0: [(1,)], 1: [(2,)], 2: [(3,)]}
+
+
+def test_user_sql_cannot_break_later_reads(tmp_path):
+    """Issue 8, bug 4: user SQL runs in a catalog of its own."""
+    evtrack.set_tracking_uri(str(tmp_path / "s"))
+    with evtrack.start_run() as run:
+        evtrack.log_metric("m", 1.0)
+        evtrack.log_param("p", "x")
+    evtrack.sql("drop view runs")
+    evtrack.sql("drop view latest_metrics")
+    evtrack.sql("create or replace view params as select 1 as nonsense")
+    assert evtrack.get_run(run.info.run_id).data.params == {"p": "x"}
+    found = evtrack.search_runs(filter_string="metrics.m = 1", output_format="list")
+    assert [r.info.run_id for r in found] == [run.info.run_id]
+    assert evtrack.sql("select count(*) from runs").fetchall() == [(1,)]
+    assert evtrack.sql("select key from params").fetchall() == [("p",)]
+
+
+def test_bad_sql_is_an_invalid_parameter(tmp_path):
+    evtrack.set_tracking_uri(str(tmp_path / "s"))
+    with pytest.raises(evtrack.exceptions.MlflowException) as info:
+        evtrack.sql("select * from no_such_view")
+    assert info.value.error_code == "INVALID_PARAMETER_VALUE"
+    assert "no_such_view" in info.value.message

@@ -2,9 +2,10 @@
 
 :class:`StoreContract` holds the behaviours; it needs a ``uri`` fixture giving a fresh,
 empty store. :class:`TestStoreContract` runs it on every backend of
-``conftest.STORE_BACKENDS`` (``memory://`` and a local folder; S3 joins by adding a
-factory there). A backend with special needs can instead subclass ``StoreContract`` in
-its own module and define ``uri`` itself (import the class, not the ``Test`` one).
+``conftest.STORE_BACKENDS``: ``memory://``, a local folder, S3 on a loopback moto server,
+and ``rest``, a real ``evtrack server`` on loopback (the REST store). A backend with
+special needs can instead subclass ``StoreContract`` in its own module and define ``uri``
+itself (import the class, not the ``Test`` one).
 
 The search grammar, validation rules, compaction and races have their own test modules;
 here each appears only as far as "the store keeps and returns what was written".
@@ -270,8 +271,9 @@ class StoreContract:
         assert client.get_run(run_id).data.params == expected
 
         # A process that has not seen the run before reads the param from the store.
-        monkeypatch.setattr(evtrack.tracking.client, "_STATES", {})
-        fresh = MlflowClient(uri)
+        from evtrack.store.registry import get_store_class
+
+        fresh = MlflowClient(store=get_store_class(uri)(uri))  # knows nothing of the run
         with pytest.raises(InvalidParameterValue, match="Changing param values"):
             fresh.log_param(run_id, "alpha", 1)
         fresh.log_param(run_id, "alpha", "0.5")
@@ -412,6 +414,8 @@ class StoreContract:
         current = client.sql("select path, size, sha256 from artifacts").fetchall()
         assert current == [("notes/readme.txt", 7, sha["second!"])]
 
+        if run.info.artifact_uri.startswith("mlflow-artifacts:"):
+            return  # behind a server's proxy: its storage layout is not the client's to see
         # The earlier version named in the log is still there (artifacts.py layout:
         # <run's artifact folder>/../artifact-history/<sha256>).
         fs, root = fsspec.core.url_to_fs(run.info.artifact_uri)
@@ -536,6 +540,8 @@ class StoreContract:
         assert client.sql("select count(*) from runs").fetchall() == [(1,)]
 
     def test_store_records_format_version_and_refuses_newer(self, client, uri):
+        if uri.startswith("http"):
+            pytest.skip("the on-disk format is the server's store's: its own backends test it")
         client.search_experiments()
         fs, root = fsspec.core.url_to_fs(uri)
         marker = json.loads(fs.cat_file(f"{root.rstrip('/')}/evtrack.json"))

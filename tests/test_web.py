@@ -561,7 +561,7 @@ def test_incremental_snapshot_equals_a_fresh_one(tmp_path: Path) -> None:
     exp = client.create_experiment("inc")
     runs = [client.create_run(exp, run_name=f"r{i}").info.run_id for i in range(5)]
     client.flush()
-    live = Snapshots(MlflowClient(uri).store, min_interval=0)
+    live = Snapshots(MlflowClient(uri).store.layout, min_interval=0)
     live.experiment(exp)
     rng = random.Random(1)
     for round_ in range(4):
@@ -575,7 +575,7 @@ def test_incremental_snapshot_equals_a_fresh_one(tmp_path: Path) -> None:
             client.create_run(exp, run_name="late", tags={"mlflow.parentRunId": runs[0]})
         client.flush()
         incremental = live.experiment(exp)
-        fresh = Snapshots(client.store, min_interval=0).experiment(exp)
+        fresh = Snapshots(client.store.layout, min_interval=0).experiment(exp)
         assert incremental.version == fresh.version
         for table in TABLES:
             sql = f"select * from {table} order by all"

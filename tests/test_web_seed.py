@@ -276,7 +276,7 @@ def seed_many_runs(
     client = MlflowClient(uri)
     experiment_id = client.create_experiment(experiment)
     exp = client.get_experiment(experiment_id)
-    writer, store = client.writer, client.store
+    writer, store = client.writer, client.store.layout
     rng = random.Random(n)
     t0 = 1_714_560_000_000
     for i in range(n):

@@ -288,7 +288,7 @@ def test_the_compaction_connection_is_not_inherited(tmp_path):
     rid = client.create_run("0").info.run_id
     client.log_metric(rid, "m", 1.0)
     client.flush()
-    compaction.compact_run(client.store, "0", rid)
+    compaction.compact_run(client.store.layout, "0", rid)
     assert compaction._DB
     parent_db = compaction._DB[0]
     r, w = os.pipe()
@@ -332,7 +332,7 @@ def test_a_forked_child_reads_after_its_parent_did(tmp_path):
 def _events(client):
     from evtrack.store.log.views import load_events
 
-    return load_events(client.store, ["0"])
+    return load_events(client.store.layout, ["0"])
 
 
 # -- create-only writes ------------------------------------------------------------------
@@ -357,8 +357,8 @@ def test_a_filesystem_without_atomic_create_is_refused_at_open(monkeypatch):
         store.put(store.path("x"), b"2", create_only=True)
 
 
-def test_create_only_is_atomic_under_concurrency(store_uri):
-    store = get_store(store_uri)
+def test_create_only_is_atomic_under_concurrency(log_store_uri):
+    store = get_store(log_store_uri)
     path = store.path("claims", "one.json")
     winners: list[int] = []
     barrier = threading.Barrier(8)

@@ -5,6 +5,11 @@ layout). Every file written becomes an ``artifact`` event with its size and SHA-
 Writing a path that already exists replaces what readers see; the earlier content is
 kept under ``<run_id>/artifact-history/<sha256>`` first, so every version named in
 the log can still be fetched.
+
+On local folders a symbolic link planted in a run's folder (by someone with access to
+the disk) is never followed out of it: reads, writes, listings, deletes and downloads
+refuse or skip any path that resolves outside the folder. The check and the use are two
+steps, so a link swapped in between them by a local user can still win that race.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from typing import Any
 from evtrack.entities import FileInfo
 from evtrack.errors import ArtifactNotFound, InvalidParameterValue
 
-__all__ = ["ArtifactRepository", "WrittenArtifact"]
+__all__ = ["ArtifactRepository", "WrittenArtifact", "local_target", "write_local"]
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,44 @@ def _clean_relative(path: str | None) -> str:
     return cleaned
 
 
+def local_target(dst_root: str, rel_path: str) -> str:
+    """Where a downloaded artifact ``rel_path`` goes under ``dst_root``.
+
+    ``rel_path`` may come from a server or a bucket listing, so it is checked like any
+    client input, and the folder it lands in must still be inside ``dst_root`` once
+    symlinks are resolved. Callers check every path of a download before writing any.
+    """
+    from evtrack.tracking.validation import check_artifact_path
+
+    rel = check_artifact_path(rel_path, allow_root=False)
+    target = os.path.join(dst_root, *rel.split("/"))
+    real_root = os.path.realpath(dst_root)
+    parent = os.path.realpath(os.path.dirname(target))
+    if parent != real_root and not parent.startswith(real_root.rstrip(os.sep) + os.sep):
+        raise InvalidParameterValue(
+            f"Refusing to download {rel_path!r}: it would be written outside {dst_root!r} "
+            "(through a symbolic link). Nothing was written."
+        )
+    return target
+
+
+def write_local(target: str, data: bytes) -> None:
+    """Write a downloaded file: to a temporary name first, then renamed over ``target``,
+    so a symlink already at ``target`` is replaced rather than followed, and a failed
+    download never truncates an existing file."""
+    folder = os.path.dirname(target) or "."
+    os.makedirs(folder, exist_ok=True)
+    tmp = os.path.join(folder, f".tmp-{secrets.token_hex(6)}-{os.path.basename(target)}")
+    try:
+        with open(tmp, "xb") as f:
+            f.write(data)
+        os.replace(tmp, target)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
 class ArtifactRepository:
     """The artifact tree of one run."""
 
@@ -61,13 +104,57 @@ class ArtifactRepository:
     def _full(self, rel: str) -> str:
         return f"{self.root}/{rel}" if rel else self.root
 
+    def contains(self, full: str) -> bool:
+        """Whether ``full`` (a path under :attr:`root`) stays inside the root once symlinks
+        are resolved. Always true on object stores, which have no symlinks."""
+        if not self.is_local:
+            return True
+        real_root = os.path.realpath(self.root)
+        real = os.path.realpath(full)
+        return real == real_root or real.startswith(real_root.rstrip(os.sep) + os.sep)
+
+    def path_of(self, rel_path: str | None) -> str:
+        """The full path of a checked relative path; refuses one that a symlink leads out
+        of the run's folder (read or write)."""
+        rel = _clean_relative(rel_path)
+        full = self._full(rel)
+        if not self.contains(full):
+            raise InvalidParameterValue(
+                f"Invalid artifact path {rel_path!r}: it is (or passes through) a symbolic "
+                "link that leads outside the run's artifact folder."
+            )
+        return full
+
+    def files(self, rel_path: str | None = None) -> list[str]:
+        """Full paths of the files under a folder (see :meth:`walk`)."""
+        return [path for path, _ in self.walk(rel_path)]
+
+    def walk(self, rel_path: str | None = None) -> list[tuple[str, int | None]]:
+        """``(full path, size)`` of every file under a folder, never following a symlink
+        out of the root and never descending into a symlinked folder (it could be ``/``)."""
+        full = self.path_of(rel_path)
+        if not self.is_local:
+            try:
+                found = self.fs.find(full, detail=True)
+            except FileNotFoundError:
+                return []
+            return [(p, info.get("size")) for p, info in sorted(found.items())]
+        out: list[tuple[str, int | None]] = []
+        for folder, dirs, names in os.walk(full, followlinks=False):
+            dirs[:] = sorted(d for d in dirs if not os.path.islink(os.path.join(folder, d)))
+            for name in sorted(names):
+                path = os.path.join(folder, name)
+                if self.contains(path) and os.path.isfile(path):
+                    out.append((path, os.path.getsize(path)))
+        return out
+
     # -- writing -------------------------------------------------------------------
 
     def write_bytes(self, rel_path: str, data: bytes) -> WrittenArtifact:
         rel = _clean_relative(rel_path)
         if not rel:
             raise InvalidParameterValue("An artifact needs a file name.")
-        dest = self._full(rel)
+        dest = self.path_of(rel)
         digest = hashlib.sha256(data).hexdigest()
         self._keep_previous(dest)
         if self.is_local:
@@ -118,11 +205,11 @@ class ArtifactRepository:
     def delete(self, rel_path: str | None) -> list[str]:
         """Remove a file or folder; returns the relative paths of the files removed."""
         rel = _clean_relative(rel_path)
-        full = self._full(rel)
+        full = self.path_of(rel)
         if not self.fs.exists(full):
             raise ArtifactNotFound(f"No artifact at {rel_path!r}.")
-        if self.fs.isdir(full):
-            files = [f for f in self.fs.find(full) if not posixpath.basename(f).startswith(".tmp-")]
+        if self.fs.isdir(full) and not (self.is_local and os.path.islink(full)):
+            files = [f for f in self.files(rel) if not posixpath.basename(f).startswith(".tmp-")]
         else:
             files = [full]
         for f in files:
@@ -134,7 +221,7 @@ class ArtifactRepository:
 
     def list(self, path: str | None = None) -> list[FileInfo]:
         rel = _clean_relative(path)
-        full = self._full(rel)
+        full = self.path_of(rel)
         try:
             entries = (
                 self.fs.ls(full, detail=True, refresh=True)
@@ -146,8 +233,8 @@ class ArtifactRepository:
         infos = []
         for e in entries:
             name = posixpath.basename(e["name"].rstrip("/"))
-            if name.startswith(".tmp-"):
-                continue
+            if name.startswith(".tmp-") or not self.contains(e["name"]):
+                continue  # a symlink out of the folder is not listed
             if e["type"] != "directory" and posixpath.normpath(e["name"]) == posixpath.normpath(
                 full
             ):
@@ -163,30 +250,29 @@ class ArtifactRepository:
         return sorted(infos, key=lambda i: i.path)
 
     def read_bytes(self, path: str) -> bytes:
-        rel = _clean_relative(path)
+        full = self.path_of(path)
         try:
-            return self.fs.cat_file(self._full(rel))
+            return self.fs.cat_file(full)
         except (FileNotFoundError, IsADirectoryError):
             raise ArtifactNotFound(f"No artifact file at {path!r}.") from None
 
     def download(self, path: str | None, dst_path: str | None = None) -> str:
         """Copy a file or folder to a local path; returns that path."""
         rel = _clean_relative(path)
-        full = self._full(rel)
+        full = self.path_of(rel)
         if not self.fs.exists(full):
             raise ArtifactNotFound(f"No artifact at {path!r} under {self.artifact_uri}.")
         dst_root = os.path.abspath(dst_path) if dst_path else tempfile.mkdtemp(prefix="evtrack-")
         local = os.path.join(dst_root, *rel.split("/")) if rel else dst_root
         if self.fs.isdir(full):
             os.makedirs(local, exist_ok=True)
-            for f in self.fs.find(full):
-                sub = posixpath.relpath(f, full)
-                if posixpath.basename(sub).startswith(".tmp-"):
-                    continue
-                target = os.path.join(local, *sub.split("/"))
-                os.makedirs(os.path.dirname(target), exist_ok=True)
-                self.fs.get_file(f, target)
+            plan = []
+            for f in self.files(rel):
+                sub = posixpath.relpath(f, self.root)
+                if not posixpath.basename(sub).startswith(".tmp-"):
+                    plan.append((f, local_target(dst_root, sub)))  # all checked first
+            for f, target in plan:
+                write_local(target, self.fs.cat_file(f))
         else:
-            os.makedirs(os.path.dirname(local) or ".", exist_ok=True)
-            self.fs.get_file(full, local)
+            write_local(local_target(dst_root, rel), self.fs.cat_file(full))
         return local

@@ -1,7 +1,9 @@
 """The ``evtrack`` command: a thin wrapper over the library.
 
-Each command calls one public function and turns :class:`EvtrackError` into a
-message on stderr and exit code 1. The root group resolves ``--tracking-uri`` /
+Each command calls one public function. Errors are mapped once, in the root group
+(:class:`_Main`): an :class:`EvtrackError` from any command becomes click's
+``ClickException``, printed as ``Error (<error_code>): <message>`` on stderr with exit
+code 1 and no traceback. The root group resolves ``--tracking-uri`` /
 ``EVTRACK_TRACKING_URI`` once and passes a client down.
 """
 
@@ -10,45 +12,38 @@ from __future__ import annotations
 import csv
 import json
 import sys
-from collections.abc import Callable, Sequence
-from functools import wraps
+from collections.abc import Sequence
 from typing import Any
 
 import click
 
+from evtrack.cli.context import _Context, pass_ctx, store_options
 from evtrack.errors import EvtrackError
 
 __all__ = ["main"]
 
 
-class _Context:
-    def __init__(self, tracking_uri: str | None) -> None:
-        self.tracking_uri = tracking_uri
-        self._client = None
+class EvtrackCliError(click.ClickException):
+    """An :class:`EvtrackError` as click shows errors: a line on stderr, exit code 1."""
 
-    @property
-    def client(self):
-        if self._client is None:
-            from evtrack.store.log.layout import resolve_uri
-            from evtrack.tracking.client import MlflowClient
+    exit_code = 1
 
-            self._client = MlflowClient(resolve_uri(self.tracking_uri))
-        return self._client
+    def __init__(self, error: EvtrackError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"Error ({self.error.error_code}): {self.error.message}", err=True)
 
 
-pass_ctx = click.make_pass_decorator(_Context)
+class _Main(click.Group):
+    """The root group: every command's :class:`EvtrackError` is mapped here, once."""
 
-
-def _errors(fn: Callable) -> Callable:
-    @wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    def invoke(self, ctx: click.Context) -> Any:
         try:
-            return fn(*args, **kwargs)
+            return super().invoke(ctx)
         except EvtrackError as exc:
-            click.echo(f"Error ({exc.error_code}): {exc.message}", err=True)
-            sys.exit(1)
-
-    return wrapper
+            raise EvtrackCliError(exc) from exc
 
 
 def _table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -89,7 +84,7 @@ def _view_type(view: str) -> int:
     return ViewType.from_string(view)
 
 
-@click.group()
+@click.group(cls=_Main)
 @click.option(
     "--tracking-uri",
     envvar="EVTRACK_TRACKING_URI",
@@ -114,8 +109,8 @@ def experiments() -> None:
 @experiments.command("create")
 @click.option("--experiment-name", "-n", required=True, help="Name of the new experiment.")
 @click.option("--artifact-location", "-l", default=None, help="Artifact root (any fsspec URL).")
+@store_options()
 @pass_ctx
-@_errors
 def experiments_create(obj: _Context, experiment_name: str, artifact_location: str | None) -> None:
     """Create an experiment and print its id."""
     experiment_id = obj.client.create_experiment(experiment_name, artifact_location)
@@ -126,8 +121,8 @@ def experiments_create(obj: _Context, experiment_name: str, artifact_location: s
 @click.option("--view", "-v", type=_VIEW, default="active_only", show_default=True)
 @click.option("--filter", "filter_string", default=None, help="e.g. \"name LIKE 'wine%'\".")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table")
+@store_options()
 @pass_ctx
-@_errors
 def experiments_search(obj: _Context, view: str, filter_string: str | None, fmt: str) -> None:
     """List experiments."""
     from evtrack.tracking.fluent import search_experiments  # noqa: F401 - same paging as the library
@@ -150,8 +145,8 @@ def experiments_search(obj: _Context, view: str, filter_string: str | None, fmt:
 @experiments.command("rename")
 @click.option("--experiment-id", "-x", required=True)
 @click.option("--new-name", required=True)
+@store_options()
 @pass_ctx
-@_errors
 def experiments_rename(obj: _Context, experiment_id: str, new_name: str) -> None:
     """Rename an experiment."""
     obj.client.rename_experiment(experiment_id, new_name)
@@ -160,8 +155,8 @@ def experiments_rename(obj: _Context, experiment_id: str, new_name: str) -> None
 
 @experiments.command("delete")
 @click.option("--experiment-id", "-x", required=True)
+@store_options()
 @pass_ctx
-@_errors
 def experiments_delete(obj: _Context, experiment_id: str) -> None:
     """Mark an experiment deleted (an event; `restore` undoes it)."""
     obj.client.delete_experiment(experiment_id)
@@ -170,8 +165,8 @@ def experiments_delete(obj: _Context, experiment_id: str) -> None:
 
 @experiments.command("restore")
 @click.option("--experiment-id", "-x", required=True)
+@store_options()
 @pass_ctx
-@_errors
 def experiments_restore(obj: _Context, experiment_id: str) -> None:
     """Restore a deleted experiment."""
     obj.client.restore_experiment(experiment_id)
@@ -195,8 +190,8 @@ def runs() -> None:
 @click.option("--order-by", multiple=True, help="e.g. 'metrics.rmse ASC'; repeatable.")
 @click.option("--max-results", type=int, default=1000, show_default=True)
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table")
+@store_options()
 @pass_ctx
-@_errors
 def runs_list(
     obj: _Context,
     experiment_id: str,
@@ -222,8 +217,8 @@ def runs_list(
 
 @runs.command("describe")
 @click.option("--run-id", required=True)
+@store_options()
 @pass_ctx
-@_errors
 def runs_describe(obj: _Context, run_id: str) -> None:
     """Print a run as JSON."""
     click.echo(json.dumps(obj.client.get_run(run_id).to_dictionary(), indent=2, default=str))
@@ -231,8 +226,8 @@ def runs_describe(obj: _Context, run_id: str) -> None:
 
 @runs.command("delete")
 @click.option("--run-id", required=True)
+@store_options()
 @pass_ctx
-@_errors
 def runs_delete(obj: _Context, run_id: str) -> None:
     """Mark a run deleted (an event; `restore` undoes it)."""
     obj.client.delete_run(run_id)
@@ -241,8 +236,8 @@ def runs_delete(obj: _Context, run_id: str) -> None:
 
 @runs.command("restore")
 @click.option("--run-id", required=True)
+@store_options()
 @pass_ctx
-@_errors
 def runs_restore(obj: _Context, run_id: str) -> None:
     """Restore a deleted run."""
     obj.client.restore_run(run_id)
@@ -260,8 +255,8 @@ def artifacts() -> None:
 @artifacts.command("list")
 @click.option("--run-id", "-r", required=True)
 @click.option("--artifact-path", "-a", default=None)
+@store_options()
 @pass_ctx
-@_errors
 def artifacts_list(obj: _Context, run_id: str, artifact_path: str | None) -> None:
     """List a run's artifacts (one folder level) as JSON."""
     infos = obj.client.list_artifacts(run_id, artifact_path)
@@ -277,8 +272,8 @@ def artifacts_list(obj: _Context, run_id: str, artifact_path: str | None) -> Non
 @click.option("--run-id", "-r", required=True)
 @click.option("--artifact-path", "-a", default="")
 @click.option("--dst-path", "-d", default=None)
+@store_options()
 @pass_ctx
-@_errors
 def artifacts_download(
     obj: _Context, run_id: str, artifact_path: str, dst_path: str | None
 ) -> None:
@@ -290,8 +285,8 @@ def artifacts_download(
 @click.option("--local-file", "-l", required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--run-id", "-r", required=True)
 @click.option("--artifact-path", "-a", default=None)
+@store_options()
 @pass_ctx
-@_errors
 def artifacts_log_artifact(
     obj: _Context, local_file: str, run_id: str, artifact_path: str | None
 ) -> None:
@@ -307,13 +302,28 @@ def artifacts_log_artifact(
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option("--port", default=5000, show_default=True, type=int, help="Port (0: any free).")
 @click.option("--threads", default=8, show_default=True, type=int, help="Worker threads.")
+@click.option(
+    "--allowed-artifact-locations",
+    multiple=True,
+    metavar="URL",
+    help="A URL prefix (besides the store's own folders) whose artifacts the view may "
+    "open (repeatable).",
+)
+@store_options(backend_store_uri=True)
 @pass_ctx
-@_errors
-def ui_command(obj: _Context, host: str, port: int, threads: int) -> None:
+def ui_command(
+    obj: _Context, host: str, port: int, threads: int, allowed_artifact_locations: tuple[str, ...]
+) -> None:
     """Serve the read-only web view of the store (see docs/web.md)."""
     from evtrack.web import serve
 
-    serve(obj.tracking_uri, host=host, port=port, threads=threads)
+    serve(
+        obj.tracking_uri,
+        host=host,
+        port=port,
+        threads=threads,
+        allowed_artifact_locations=allowed_artifact_locations,
+    )
 
 
 # -- sql --------------------------------------------------------------------------------
@@ -322,21 +332,23 @@ def ui_command(obj: _Context, host: str, port: int, threads: int) -> None:
 @main.command("sql")
 @click.argument("query")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table")
+@store_options()
 @pass_ctx
-@_errors
 def sql_command(obj: _Context, query: str, fmt: str) -> None:
     """Run DuckDB SQL over the views: experiments, runs, params, tags, metrics,
     latest_metrics, artifacts, inputs, events."""
     import duckdb
 
-    try:
-        rel = obj.client.sql(query)
-    except duckdb.Error as exc:
-        click.echo(f"Error (INVALID_PARAMETER_VALUE): SQL failed: {exc}", err=True)
-        sys.exit(1)
+    from evtrack.errors import InvalidParameterValue
+
+    rel = obj.client.sql(query)
     if rel is None:
         return
-    _emit(rel.columns, rel.fetchall(), fmt)
+    try:
+        rows = rel.fetchall()
+    except duckdb.Error as exc:  # raised while running, after the query was accepted
+        raise InvalidParameterValue(f"SQL failed: {exc}") from None
+    _emit(rel.columns, rows, fmt)
 
 
 # -- server (evtrack/server) ------------------------------------------------------------
@@ -351,8 +363,14 @@ def sql_command(obj: _Context, query: str, fmt: str) -> None:
 @click.option(
     "--default-artifact-root",
     default=None,
-    help="Artifact root for new experiments (any fsspec URL); served to clients as "
-    "mlflow-artifacts:/. Default: inside the store.",
+    help="Artifact root for new experiments (any fsspec URL); clients read and write it "
+    "directly, as with `mlflow server`. Default: the proxied --artifacts-destination.",
+)
+@click.option(
+    "--artifacts-destination",
+    default=None,
+    help="Where the mlflow-artifacts proxy stores files (any fsspec URL); shown to clients "
+    "as mlflow-artifacts:/. Default: <store>/artifacts (beside the event log, never in it).",
 )
 @click.option("--serve-artifacts/--no-serve-artifacts", default=True, show_default=True)
 @click.option("--host", "-h", default="127.0.0.1", show_default=True)
@@ -375,16 +393,47 @@ def sql_command(obj: _Context, query: str, fmt: str) -> None:
     "--users-file",
     type=click.Path(exists=True, dir_okay=False),
     default=None,
-    help="Require basic auth for writes; lines of user:password or user:sha256:<hex>.",
+    help="Require basic auth for writes; lines of user:password, user:sha256:<hex>, or "
+    "user:read:... / user:write:... for a role (read users cannot write).",
 )
-@click.option("--auth-reads", is_flag=True, help="Require credentials for reads too.")
+@click.option(
+    "--auth-reads",
+    is_flag=True,
+    help="Require credentials for reads too (the web view included). Needs --auth-token "
+    "or --users-file.",
+)
 @click.option("--read-only", is_flag=True, help="Refuse every write (403).")
+@click.option(
+    "--allowed-artifact-locations",
+    multiple=True,
+    metavar="URL",
+    help="A URL prefix clients may also use as an experiment's artifact location, and the "
+    "server may open (repeatable). Default: only the artifact root.",
+)
+@click.option(
+    "--sql-memory",
+    default=None,
+    metavar="SIZE",
+    help="Memory budget of user SQL for the whole server (e.g. 512MB, 2GiB, 5%). "
+    "Default: 1/8 of RAM, at most 4 GiB.",
+)
+@click.option(
+    "--sql-concurrency", default=2, show_default=True, type=int, help="SQL queries at once."
+)
+@click.option(
+    "--sql-max-answer-bytes",
+    default="16MiB",
+    show_default=True,
+    metavar="SIZE",
+    help="Largest SQL answer (JSON) the server sends.",
+)
+@click.option("--web/--no-web", default=True, show_default=True, help="Serve the web view at /.")
 @pass_ctx
-@_errors
 def server_command(
     obj: _Context,
     backend_store_uri: str | None,
     default_artifact_root: str | None,
+    artifacts_destination: str | None,
     serve_artifacts: bool,
     host: str,
     port: int,
@@ -393,16 +442,30 @@ def server_command(
     users_file: str | None,
     auth_reads: bool,
     read_only: bool,
+    allowed_artifact_locations: tuple[str, ...],
+    sql_memory: str | None,
+    sql_concurrency: int,
+    sql_max_answer_bytes: str,
+    web: bool,
 ) -> None:
-    """Serve MLflow's REST API, the artifact proxy and evtrack's own API."""
+    """Serve MLflow's REST API, the artifact proxy, evtrack's own API and the web view."""
     from evtrack.server import Auth, run_server
+    from evtrack.server.sql_budget import parse_size
     from evtrack.store.log.layout import resolve_uri
 
+    if auth_reads and not (auth_token or users_file):
+        raise click.UsageError(
+            "--auth-reads needs credentials to check: give --auth-token (or "
+            "EVTRACK_SERVER_AUTH_TOKEN) or --users-file. Refusing to start an open server."
+        )
     auth = None
-    if users_file:
-        auth = Auth.from_users_file(users_file, token=auth_token, protect_reads=auth_reads)
-    elif auth_token:
-        auth = Auth(token=auth_token, protect_reads=auth_reads)
+    try:
+        if users_file:
+            auth = Auth.from_users_file(users_file, token=auth_token, protect_reads=auth_reads)
+        elif auth_token:
+            auth = Auth(token=auth_token, protect_reads=auth_reads)
+    except ValueError as exc:  # a users file with no user, a bad role
+        raise click.UsageError(str(exc)) from None
     run_server(
         resolve_uri(backend_store_uri or obj.tracking_uri),
         default_artifact_root,
@@ -412,6 +475,12 @@ def server_command(
         serve_artifacts=serve_artifacts,
         auth=auth,
         read_only=read_only,
+        allowed_artifact_locations=allowed_artifact_locations,
+        sql_memory=parse_size(sql_memory) if sql_memory else None,
+        sql_concurrency=sql_concurrency,
+        sql_max_answer_bytes=parse_size(sql_max_answer_bytes),
+        web=web,
+        artifacts_destination=artifacts_destination,
     )
 
 
@@ -442,15 +511,47 @@ def _duration(text: str) -> float:
 @click.option("--run", "run_id", default=None, help="Compact one run.")
 @click.option("--experiment", "experiment_id", default=None, help="Compact one experiment.")
 @click.option("--all", "all_", is_flag=True, help="Compact every experiment (the default).")
+@click.option(
+    "--watch",
+    is_flag=True,
+    help="Keep running: compact runs as they end and experiments past --threshold "
+    "uncovered segments, until SIGTERM or Ctrl+C (see docs/storage.md).",
+)
+@click.option(
+    "--threshold",
+    default=256,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="With --watch: uncovered segments that make an experiment worth compacting.",
+)
+@click.option(
+    "--interval",
+    default=2.0,
+    show_default=True,
+    type=click.FloatRange(min=0.05),
+    help="With --watch: seconds between listings of an object store (local folders "
+    "are watched with watchdog and need none).",
+)
+@store_options()
 @pass_ctx
-@_errors
 def compact_command(
-    obj: _Context, run_id: str | None, experiment_id: str | None, all_: bool
+    obj: _Context,
+    run_id: str | None,
+    experiment_id: str | None,
+    all_: bool,
+    watch: bool,
+    threshold: int,
+    interval: float,
 ) -> None:
     """Merge segments into sorted Parquet files and publish a new manifest."""
     from evtrack.store.log import compaction
 
     store = _store(obj)
+    if watch:
+        if run_id or experiment_id:
+            raise click.UsageError("--watch watches the whole store: drop --run/--experiment.")
+        _compact_watch(store, threshold, interval)
+        return
     if run_id:
         owner = experiment_id or store.experiment_of_run(run_id)
         if owner is None:
@@ -463,12 +564,42 @@ def compact_command(
     else:
         results = compaction.compact_all(store)
     for r in results:
-        what = f"run {r.run_id}" if r.run_id else f"experiment {r.experiment_id}"
-        if r.gave_up:
-            state = "gave up (lost every race; nothing changed)"
-        else:
-            state = f"{r.segments} segments, {r.events} events -> manifest {r.version}"
-        click.echo(f"{what}: {state} in {r.seconds:.3f}s")
+        _echo_compaction(r)
+
+
+def _echo_compaction(r: Any) -> None:
+    what = f"run {r.run_id}" if r.run_id else f"experiment {r.experiment_id}"
+    if r.gave_up:
+        state = "gave up (lost every race; nothing changed)"
+    else:
+        state = f"{r.segments} segments, {r.events} events -> manifest {r.version}"
+    click.echo(f"{what}: {state} in {r.seconds:.3f}s")
+
+
+def _compact_watch(store: Any, threshold: int, interval: float) -> None:
+    """Run a :class:`~evtrack.store.log.compactor.Compactor` until SIGTERM/SIGINT."""
+    import signal
+    import threading
+
+    from evtrack.store.log.compactor import Compactor
+
+    stop = threading.Event()
+    # Stop between compactions: the one in progress finishes (or is abandoned at a
+    # safe point by the manifest protocol if the process is killed harder).
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    compactor = Compactor(store, threshold=threshold, interval=interval, on_result=_echo_compaction)
+
+    def ready() -> None:
+        how = "watchdog" if compactor.mode == "watchdog" else f"listing every {interval:g}s"
+        click.echo(f"compact --watch: {store.uri} ({how}, threshold {threshold} segments)")
+        sys.stdout.flush()
+
+    report = compactor.run(stop, ready=ready)
+    click.echo(
+        f"compact --watch: stopped; compacted {report.runs} runs and {report.experiments} "
+        f"experiments ({report.gave_up} lost races, {len(report.errors)} errors)"
+    )
 
 
 @main.command("gc")
@@ -480,8 +611,8 @@ def compact_command(
 )
 @click.option("--grace", default=None, help="Grace period for replaced files (default: setting).")
 @click.option("--keep-deleted-runs", is_flag=True, help="Do not purge deleted runs.")
+@store_options(backend_store_uri=True)
 @pass_ctx
-@_errors
 def gc_command(
     obj: _Context, older_than: str | None, grace: str | None, keep_deleted_runs: bool
 ) -> None:
@@ -508,8 +639,8 @@ def gc_command(
 @main.command("doctor")
 @click.option("--repair", is_flag=True, help="Rebuild derived files from the segments.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+@store_options()
 @pass_ctx
-@_errors
 def doctor_command(obj: _Context, repair: bool, fmt: str) -> None:
     """Check every file of the store; exit 1 if a problem is left."""
     from dataclasses import asdict
@@ -539,7 +670,6 @@ def doctor_command(obj: _Context, repair: bool, fmt: str) -> None:
 @main.command("sync")
 @click.argument("server_url", required=False)
 @pass_ctx
-@_errors
 def sync_command(obj: _Context, server_url: str | None) -> None:
     """Send events spooled while an evtrack server was unreachable (idempotent)."""
     from evtrack.store.rest.sink import sync_spool
@@ -551,6 +681,18 @@ def sync_command(obj: _Context, server_url: str | None) -> None:
     click.echo(f"Sent {sent} segment(s) to {url}; {left} still spooled.")
     if left:
         sys.exit(1)
+
+
+# -- subcommands in modules of their own (they import helpers from here) ------------------
+
+from evtrack.cli.migrate import export_command, import_command  # noqa: E402
+from evtrack.cli.models import models  # noqa: E402
+from evtrack.cli.projects import run_command  # noqa: E402
+
+main.add_command(models)
+main.add_command(run_command)
+main.add_command(import_command)
+main.add_command(export_command)
 
 
 if __name__ == "__main__":  # pragma: no cover

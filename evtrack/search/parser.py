@@ -159,6 +159,9 @@ class _Token:
 
 def _tokenize(text: str) -> list[_Token]:
     """Split ``text`` into tokens; a ``.`` is only legal glued between two name parts."""
+    from evtrack.tracking.validation import check_text
+
+    check_text(text, "filter")  # a lone surrogate would only fail later, inside DuckDB
     tokens: list[_Token] = []
     pos = 0
     while pos < len(text):
@@ -486,6 +489,8 @@ def _experiment_comparison(
 
 
 def _parse(text: str | None, experiments: bool) -> list[Comparison]:
+    from evtrack.tracking.validation import check_filter_clauses
+
     if not text:
         return []
     if text.isspace():
@@ -512,6 +517,7 @@ def _parse(text: str | None, experiments: bool) -> list[Comparison]:
         raw = _raw_value(cur, comparator)
         build = _experiment_comparison if experiments else _run_comparison
         result.append(build(entity, key, comparator, raw))
+        check_filter_clauses(len(result), text)
     return result
 
 

@@ -8,6 +8,7 @@ any number of them, on any number of hosts, can serve one store (see ``docs/serv
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
@@ -16,6 +17,8 @@ from evtrack.errors import EvtrackError, PermissionDenied
 from evtrack.server.auth import Auth, is_write
 from evtrack.server.backend import Backend
 from evtrack.server.protocol import dumps
+from evtrack.server.sql_budget import SqlBudget
+from evtrack.web import headers
 
 __all__ = ["create_app"]
 
@@ -49,17 +52,35 @@ def create_app(
     auth: Auth | str | None = None,
     read_only: bool = False,
     *,
+    artifacts_destination: str | None = None,
     max_json_bytes: int = MAX_JSON_BYTES,
     max_artifact_bytes: int = MAX_ARTIFACT_BYTES,
     max_ingest_bytes: int = MAX_INGEST_BYTES,
+    allowed_artifact_locations: Sequence[str] = (),
+    sql_budget: SqlBudget | None = None,
+    web: bool = True,
 ) -> Flask:
-    """A WSGI app serving MLflow's REST API and evtrack's own API over one store.
+    """A WSGI app serving MLflow's REST API, evtrack's own API and (``web``) the
+    read-only web view at ``/`` over one store.
 
-    ``auth`` is an :class:`~evtrack.server.auth.Auth` or a bearer token string;
-    ``read_only`` refuses every write with ``PERMISSION_DENIED`` (403).
+    ``auth`` is an :class:`~evtrack.server.auth.Auth` or a bearer token string; its
+    ``protect_reads`` covers the web view's pages too. ``read_only`` refuses every
+    write with ``PERMISSION_DENIED`` (403). ``allowed_artifact_locations`` are URL
+    prefixes clients may name as artifact locations besides the artifact root (see
+    :mod:`evtrack.artifacts.locations`); ``sql_budget`` caps user SQL
+    (:mod:`evtrack.server.sql_budget`). ``default_artifact_root`` given means new
+    experiments live there and clients write there directly; ``artifacts_destination``
+    is what the ``mlflow-artifacts`` proxy serves (default ``<store>/artifacts``).
     """
     from evtrack import __version__
-    from evtrack.server import artifacts_proxy, mlflow_api, native, not_supported
+    from evtrack.server import (
+        artifacts_proxy,
+        mlflow_api,
+        mlflow_compat,
+        models_api,
+        native,
+        not_supported,
+    )
 
     if isinstance(auth, str):
         auth = Auth(token=auth)
@@ -72,9 +93,16 @@ def create_app(
         EVTRACK_MAX_INGEST_BYTES=max_ingest_bytes,
         EVTRACK_READ_ONLY=read_only,
     )
-    backend = Backend(backend_store_uri, default_artifact_root, serve_artifacts)
-    backend.client._ready()
+    backend = Backend(
+        backend_store_uri,
+        default_artifact_root,
+        serve_artifacts,
+        allowed_artifact_locations=allowed_artifact_locations,
+        artifacts_destination=artifacts_destination,
+    )
+    backend.store.ensure_ready()
     app.extensions["evtrack"] = backend
+    app.extensions["evtrack_sql"] = sql_budget or SqlBudget()
 
     @app.before_request
     def _guard() -> Response | None:
@@ -83,7 +111,15 @@ def create_app(
             return None
         write = is_write(request.method, path)
         if auth is not None and (write or auth.protect_reads):
-            if auth.user_for(request.headers.get("Authorization")) is None:
+            user = auth.user_for(request.headers.get("Authorization"))
+            if user is not None and write and not auth.may_write(user):
+                return _error(
+                    403,
+                    "PERMISSION_DENIED",
+                    f"User {user!r} has the 'read' role: writes are refused. Ask for the "
+                    "'write' role in the server's users file.",
+                )
+            if user is None:
                 return _error(
                     401,
                     "UNAUTHENTICATED",
@@ -105,9 +141,17 @@ def create_app(
         return Response(__version__, mimetype="text/plain")
 
     mlflow_api.register(app)
+    models_api.register(app)  # before not_supported: its logged-models/search stub yields
+    mlflow_compat.register(app)
     artifacts_proxy.register(app)
     native.register(app)
     not_supported.register(app)
+    if web:
+        from evtrack import web as web_view
+
+        # The same pages as `evtrack ui`, behind the same _guard (auth, --auth-reads).
+        web_view.register(app, backend.client, locations=backend.locations)
+    app.after_request(headers.apply)  # every response, 404s and errors included
 
     @app.errorhandler(EvtrackError)
     def _evtrack_error(exc: EvtrackError) -> Response:

@@ -3,34 +3,41 @@ through the server, under its artifact root, exactly as with ``mlflow server``.
 
 ``/api/2.0/mlflow-artifacts/artifacts/<path>`` (GET, PUT, DELETE) and
 ``/api/2.0/mlflow-artifacts/artifacts?path=…`` (listing). Paths are checked with
-:func:`evtrack.tracking.validation.check_artifact_path` (no ``..``, no absolute paths, no
-%-encoded tricks), so nothing outside the artifact root can be read or written.
+:func:`evtrack.server.mlflow_compat.check_path` (no ``..``, no absolute paths, no
+%-encoded tricks; MLflow's exact ``"Invalid path"`` answer), and then must lie inside a run's artifact folder
+(``<location>/<run_id>/artifacts/…``, matched against that run's own artifact URI and the
+server's allowed locations): experiment folders, the event log and anything else under
+the root are refused with 400 before a file is touched. Inside the folder,
+:class:`~evtrack.artifacts.repository.ArtifactRepository` refuses symlinks that lead out.
 
-A file put under a run's artifact folder (``…/<run_id>/artifacts/<file>``) is written
-through that run's :class:`~evtrack.artifacts.repository.ArtifactRepository` and recorded as an
-``artifact`` event, so evtrack's ``artifacts`` view sees what the stock client logged.
+Unlike ``mlflow server``, which serves any path under its artifact root, this proxy
+serves run folders only; evtrack has no logged-model artifact folders yet.
+
+A file put is written through the run's repository and recorded as an ``artifact``
+event, so evtrack's ``artifacts`` view sees what the stock client logged.
 """
 
 from __future__ import annotations
 
-import mimetypes
 import posixpath
 import re
-import urllib.parse
 from typing import Any
 
 from flask import Flask, Response, request
 
 from evtrack.artifacts.repository import ArtifactRepository
-from evtrack.errors import ArtifactNotFound
+from evtrack.errors import ArtifactNotFound, InvalidParameterValue
+from evtrack.server.backend import PROXY_SCHEME
 from evtrack.server.incoming import backend, body_bytes, config, message
 from evtrack.server.mlflow_api import ok
+from evtrack.server.mlflow_compat import check_path, guess_mime_type
 from evtrack.server.protocol import file_info_json
-from evtrack.tracking import validation
+from evtrack.web.headers import content_disposition
 
 __all__ = ["register"]
 
-_RUN_PATH = re.compile(r"^(?:(?P<prefix>.*)/)?(?P<run>[0-9a-f]{32})/artifacts(?:/(?P<rel>.+))?$")
+#: ``…/<run_id>/artifacts``: where a run's artifact folder may end in a proxied path.
+_RUN_FOLDER = re.compile(r"(?:^|/)(?P<run>[0-9a-f]{32})/artifacts(?=/|$)")
 
 
 def _disabled() -> Response | None:
@@ -44,42 +51,50 @@ def _disabled() -> Response | None:
     return None
 
 
-def _repo() -> ArtifactRepository:
-    b = backend()
-    return ArtifactRepository(b.proxied_root, b.client.store.storage_options)
+def _target(rel: str) -> tuple[Any, ArtifactRepository, str]:
+    """(run, its repository, path inside its artifact folder) for a proxied path.
 
-
-def _run_of(rel: str) -> tuple[Any, str] | None:
-    """(run, path inside the run) when ``rel`` is inside a run's artifact folder."""
-    m = _RUN_PATH.match(rel)
-    if m is None or not m["rel"]:
-        return None
+    The proxy serves run artifact folders and nothing else: the path must be
+    ``<the run's public artifact URI>/<inner path>``. Everything else (experiment
+    folders, the event log, the root) is refused before any file is touched, whatever
+    the artifact root is.
+    """
     b = backend()
-    if b.client.store.experiment_of_run(m["run"]) is None:
-        return None
-    run = b.client.get_run(m["run"])
-    if run.info.artifact_uri.rstrip("/") != b.proxied_path(rel[: m.start("rel")].rstrip("/")):
-        return None
-    return run, m["rel"]
+    client = b.client
+    for m in _RUN_FOLDER.finditer(rel):
+        run_id = m["run"]
+        if b.store.layout.experiment_of_run(run_id) is None:
+            continue
+        run = client.get_run(run_id)
+        uri = run.info.artifact_uri.rstrip("/")
+        if b.public_uri(uri) != f"{PROXY_SCHEME}/{rel[: m.end()]}":
+            continue
+        b.locations.check_read(uri)
+        repo = b.store.artifact_repository(uri)
+        return run, repo, rel[m.end() :].lstrip("/")
+    raise InvalidParameterValue(
+        f"Invalid path {rel!r}: the artifact proxy serves only run artifact folders "
+        "(<artifact location>/<run_id>/artifacts/...), and this path is not inside one. "
+        "Use the run's artifact_uri from runs/get."
+    )
 
 
 def download(artifact_path: str) -> Response:
     if (r := _disabled()) is not None:
         return r
-    rel = validation.check_artifact_path(artifact_path, allow_root=False)
+    rel = check_path(artifact_path, allow_root=False)
+    _, repo, inner = _target(rel)
     try:
-        data = _repo().read_bytes(rel)
+        data = repo.read_bytes(inner)
     except ArtifactNotFound:
         raise ArtifactNotFound(f"File {artifact_path} not found.") from None
-    name = posixpath.basename(rel)
-    mime = mimetypes.guess_type(name)[0] or "application/octet-stream"
-    resp = Response(data, mimetype=mime)
-    try:
-        name.encode("ascii")
-        disposition = f'attachment; filename="{name}"'
-    except UnicodeEncodeError:
-        disposition = f"attachment; filename*=UTF-8''{urllib.parse.quote(name)}"
-    resp.headers["Content-Disposition"] = disposition
+    return file_response(posixpath.basename(rel), data)
+
+
+def file_response(name: str, data: bytes) -> Response:
+    """A file sent as an attachment (never rendered on the server's origin), as MLflow does."""
+    resp = Response(data, mimetype=guess_mime_type(name))
+    resp.headers["Content-Disposition"] = content_disposition(name)
     resp.headers["X-Content-Type-Options"] = "nosniff"
     return resp
 
@@ -87,29 +102,21 @@ def download(artifact_path: str) -> Response:
 def upload(artifact_path: str) -> Response:
     if (r := _disabled()) is not None:
         return r
-    rel = validation.check_artifact_path(artifact_path, allow_root=False)
+    rel = check_path(artifact_path, allow_root=False)
+    run, repo, inner = _target(rel)
+    if not inner:
+        raise InvalidParameterValue(f"Invalid path {rel!r}: a file name is required.")
     data = body_bytes(config("EVTRACK_MAX_ARTIFACT_BYTES"))
-    target = _run_of(rel)
-    if target is None:
-        _repo().write_bytes(rel, data)
-    else:
-        run, inner = target
-        client = backend().client
-        repo = ArtifactRepository(run.info.artifact_uri, client.store.storage_options)
-        client._record_artifacts(run, [repo.write_bytes(inner, data)])
+    backend().store.record_artifacts(run.info.run_id, [repo.write_bytes(inner, data)])
     return ok()
 
 
 def delete(artifact_path: str) -> Response:
     if (r := _disabled()) is not None:
         return r
-    rel = validation.check_artifact_path(artifact_path, allow_root=False)
-    target = _run_of(rel)
-    if target is None:
-        _repo().delete(rel)
-    else:
-        run, inner = target
-        backend().client.delete_artifact(run.info.run_id, inner)
+    rel = check_path(artifact_path, allow_root=False)
+    run, _, inner = _target(rel)
+    backend().client.delete_artifact(run.info.run_id, inner)
     return ok()
 
 
@@ -117,8 +124,9 @@ def listing() -> Response:
     if (r := _disabled()) is not None:
         return r
     m = message({"path": "string"})
-    rel = validation.check_artifact_path(m.get("path"))
-    files = [file_info_json(f, posixpath.basename(f.path)) for f in _repo().list(rel or None)]
+    rel = check_path(m.get("path"))
+    _, repo, inner = _target(rel)
+    files = [file_info_json(f, posixpath.basename(f.path)) for f in repo.list(inner or None)]
     return ok({"files": files} if files else {})
 
 

@@ -4,13 +4,18 @@
   client sends for ``MLFLOW_TRACKING_TOKEN``).
 * ``Auth(users={"alice": "secret"})`` or :meth:`Auth.from_users_file`: HTTP basic auth
   (``MLFLOW_TRACKING_USERNAME`` / ``MLFLOW_TRACKING_PASSWORD``). A users file has one
-  ``user:password`` or ``user:sha256:<hex digest of the password>`` per line; ``#``
-  starts a comment.
+  ``user:password`` or ``user:sha256:<hex digest of the password>`` per line, optionally
+  with a role after the user: ``user:read:…`` or ``user:write:…`` (the default is
+  ``write``); ``#`` starts a comment. A ``read`` user may do everything but write
+  (403 ``PERMISSION_DENIED``). Because of the role field, a password that itself starts
+  with ``read:`` or ``write:`` must be given in its ``sha256:`` form.
 
 Secrets are compared as SHA-256 digests with :func:`hmac.compare_digest`, so neither the
 length nor the content of a secret leaks through timing. By default only writes need
 credentials (reads stay open, as the issue asks); ``protect_reads=True`` guards every
-route but ``/health`` and ``/version``. A missing or wrong credential is HTTP 401 with
+route but ``/health`` and ``/version`` (the web view's pages included). ``protect_reads``
+without a token or a user is refused (``ValueError``): it would start an open server that
+looks closed. A missing or wrong credential is HTTP 401 with
 ``{"error_code": "UNAUTHENTICATED", …}`` and nothing is written.
 """
 
@@ -21,12 +26,17 @@ import hashlib
 import hmac
 from dataclasses import dataclass, field
 
-__all__ = ["Auth", "is_write"]
+__all__ = ["ROLES", "Auth", "is_write"]
+
+#: What a user may do: ``read`` (every GET and read-only POST) or ``write`` (everything).
+ROLES = ("read", "write")
 
 #: POST routes that only read (searches, SQL).
 _READ_POSTS = (
     "/experiments/search",
     "/runs/search",
+    "/logged-models/search",
+    "/experiments/search-datasets",
     "/api/evtrack/sql",
 )
 
@@ -46,8 +56,17 @@ class Auth:
     token: str | None = None
     users: dict[str, str] = field(default_factory=dict)  # user -> password or sha256:<hex>
     protect_reads: bool = False
+    roles: dict[str, str] = field(default_factory=dict)  # user -> "read" | "write"
 
     def __post_init__(self) -> None:
+        if not self.token and not self.users:
+            raise ValueError(
+                "Authentication needs a token (--auth-token / EVTRACK_SERVER_AUTH_TOKEN) or a "
+                "users file (--users-file); without one the server would be open to everyone."
+            )
+        for user, role in self.roles.items():
+            if role not in ROLES:
+                raise ValueError(f"User {user!r}: role must be one of {ROLES}, not {role!r}.")
         self._token = _digest(self.token) if self.token else None
         self._users: dict[str, bytes] = {}
         for user, secret in self.users.items():
@@ -58,17 +77,28 @@ class Auth:
 
     @classmethod
     def from_users_file(cls, path: str, **kwargs) -> Auth:
-        users = {}
+        users: dict[str, str] = {}
+        roles: dict[str, str] = {}
         with open(path, encoding="utf-8") as f:
-            for line in f:
+            for number, line in enumerate(f, 1):
                 line = line.strip()
                 if not line or line.startswith("#"):
                     continue
                 user, sep, secret = line.partition(":")
                 if not sep or not user:
-                    raise ValueError(f"{path}: each line must be user:password")
+                    raise ValueError(
+                        f"{path}:{number}: each line must be user:password, "
+                        "user:sha256:<hex>, or user:<read|write>:<password or sha256:hex>"
+                    )
+                role, sep, rest = secret.partition(":")
+                if sep and role in ROLES:
+                    roles[user], secret = role, rest
                 users[user] = secret
-        return cls(users=users, **kwargs)
+        return cls(users=users, roles=roles, **kwargs)
+
+    def may_write(self, user: str) -> bool:
+        """Whether an authenticated user (``"token"`` for the bearer token) may write."""
+        return self.roles.get(user, "write") == "write"
 
     def user_for(self, header: str | None) -> str | None:
         """The authenticated user for an ``Authorization`` header, or None."""

@@ -1,16 +1,16 @@
-"""What one server worker holds: the store, its writer, group commit, artifact mapping.
+"""What one server worker holds: its store, group commit, artifact mapping.
 
-:class:`ServerClient` is evtrack's :class:`~evtrack.tracking.client.MlflowClient` with the
-differences a shared, multi-process server needs:
-
-* every ``writer.flush()`` the client makes goes through :class:`GroupCommit`, so a
-  request returns only when its events are durable and concurrent requests share flushes;
-* params already logged are re-read from the store before a param is accepted (another
-  worker may have logged it), instead of trusting this process's cache;
-* new experiments get their artifact location under the server's artifact root;
-* "is this run active" is cached for :data:`ACTIVE_TTL` seconds for metric-only
-  batches, the hot path. A run deleted through another worker may accept metric points
-  for that long; a run deleted through this worker refuses them at once.
+The worker's store is a :class:`~evtrack.store.log.store.LogStore` opened for sharing
+(``shared=True``): params already logged are re-read from the store before a param is
+accepted (another worker may have logged it), and "is this run active" is cached for
+:data:`ACTIVE_TTL` seconds for metric-only batches, the hot path (a run deleted through
+another worker may accept metric points for that long; one deleted through this worker
+refuses them at once). Every flush the store makes goes through :class:`GroupCommit`,
+so a request returns only when its events are durable and concurrent requests share
+flushes. New experiments get their artifact location under the server's artifact root.
+Handlers call the store through the :class:`~evtrack.store.base.TrackingStore`
+interface (``backend().store``), or MLflow's client names through ``backend().client``,
+a facade over the same store.
 
 Artifact URIs are stored as real fsspec URLs (so ``evtrack`` reading the store finds
 the files); with ``serve_artifacts`` the REST API shows those under the proxied root
@@ -20,77 +20,21 @@ as ``mlflow-artifacts:/…``, which the stock client uploads and downloads throu
 
 from __future__ import annotations
 
-import threading
-import time
+from collections.abc import Sequence
 from typing import Any
 
 from evtrack.errors import InvalidParameterValue
 from evtrack.server.commit import GroupCommit
 from evtrack.store.log.layout import resolve_uri
+from evtrack.store.log.store import LogStore
 from evtrack.tracking.client import MlflowClient
 
-__all__ = ["ACTIVE_TTL", "Backend", "ServerClient"]
+__all__ = ["ACTIVE_TTL", "Backend"]
 
 #: Seconds a run's "active" state is trusted by the metric-only hot path.
 ACTIVE_TTL = 2.0
 
 PROXY_SCHEME = "mlflow-artifacts:"
-
-
-class _CommittingWriter:
-    """The worker's writer, whose ``flush`` is a group commit."""
-
-    def __init__(self, writer: Any, commit: GroupCommit) -> None:
-        self._writer = writer
-        self._commit = commit
-
-    def flush(self) -> None:
-        self._commit.commit()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._writer, name)
-
-
-class ServerClient(MlflowClient):
-    def __init__(self, tracking_uri: str, artifact_root: str | None) -> None:
-        super().__init__(tracking_uri)
-        self.artifact_root = artifact_root.rstrip("/") if artifact_root else None
-        self.raw_writer = self.writer
-        self.group = GroupCommit(self.raw_writer.flush)
-        self.writer = _CommittingWriter(self.raw_writer, self.group)  # type: ignore[assignment]
-        self._active: dict[str, float] = {}
-        self._active_lock = threading.Lock()
-
-    def _default_artifact_location(self, experiment_id: str) -> str:
-        if self.artifact_root:
-            return f"{self.artifact_root}/{experiment_id}"
-        return super()._default_artifact_location(experiment_id)
-
-    def _check_params(self, run_id: str, params: dict[str, str]) -> dict[str, str]:
-        self._state.params.pop(run_id, None)  # another worker may have logged it
-        return super()._check_params(run_id, params)
-
-    # -- the hot path's cached run check ---------------------------------------------
-
-    def check_run_active(self, run_id: str) -> str:
-        """The run's experiment id; raises if the run is missing or not active."""
-        experiment_id = self._experiment_of(run_id)
-        checked = self._active.get(run_id)
-        if checked is not None and time.monotonic() - checked < ACTIVE_TTL:
-            return experiment_id
-        self._run_must_be_active(run_id)
-        with self._active_lock:
-            if len(self._active) > 100_000:
-                self._active.clear()
-            self._active[run_id] = time.monotonic()
-        return experiment_id
-
-    def forget_run(self, run_id: str) -> None:
-        self._active.pop(run_id, None)
-
-    def _set_run_stage(self, run_id: str, stage: str) -> None:
-        self.forget_run(run_id)
-        super()._set_run_stage(run_id, stage)
 
 
 def _file_url(uri: str) -> str:
@@ -101,43 +45,94 @@ class Backend:
     """The store-side state of one app: client, artifact root and its public mapping."""
 
     def __init__(
-        self, backend_store_uri: str, default_artifact_root: str | None, serve_artifacts: bool
+        self,
+        backend_store_uri: str,
+        default_artifact_root: str | None,
+        serve_artifacts: bool,
+        allowed_artifact_locations: Sequence[str] = (),
+        artifacts_destination: str | None = None,
     ) -> None:
+        from evtrack.artifacts.locations import ArtifactLocations
+
         store_uri = resolve_uri(backend_store_uri)
         root = _file_url(default_artifact_root) if default_artifact_root else None
-        if root and root.startswith(PROXY_SCHEME):
-            raise InvalidParameterValue(
-                "--default-artifact-root must be a storage URL (a folder, s3://...); the "
-                "server itself maps it to mlflow-artifacts:/ for clients."
-            )
-        self.client = ServerClient(store_uri, root)
+        dest = _file_url(artifacts_destination) if artifacts_destination else None
+        for name, value in (("--default-artifact-root", root), ("--artifacts-destination", dest)):
+            if value and value.startswith(PROXY_SCHEME):
+                raise InvalidParameterValue(
+                    f"{name} must be a storage URL (a folder, s3://...); the server itself "
+                    "maps the proxied root to mlflow-artifacts:/ for clients."
+                )
+        self.group: GroupCommit | None = None
+        self.store = LogStore(
+            store_uri,
+            artifact_root=root or dest,
+            commit=self._group_commit,
+            shared=True,
+            active_ttl=ACTIVE_TTL,
+        )
+        layout = self.store.layout
+        # As with `mlflow server`: the proxy serves --artifacts-destination, by default a
+        # folder of its own, disjoint from the event log (it must never cover experiments/);
+        # an explicit --default-artifact-root is where new experiments live, and clients
+        # write there directly.
+        dest = dest or layout.url("artifacts")
+        if root is None:
+            root = self.store.artifact_root = dest
+        for value in {root, dest}:
+            _check_disjoint(layout, value)
+        self.group = GroupCommit(self.store.writer.flush)
+        self.client = MlflowClient(store=self.store)
         self.serve_artifacts = serve_artifacts
         # Everything under this root is served through the mlflow-artifacts proxy.
-        self.proxied_root = root or self.client.store.url("experiments")
+        self.proxied_root = dest
+        # Runs the Python client created in the store directly keep their artifacts in
+        # <store>/experiments/<id>/artifacts; they are shown as mlflow-artifacts:/<id>/...
+        # as before. The proxy resolves a path by its run, so the two never mix.
+        self.legacy_root = layout.url("experiments")
+        allowed = tuple(allowed_artifact_locations) + ((root,) if root != dest else ())
+        self.locations = ArtifactLocations(layout, dest, allowed)
+
+    def _group_commit(self) -> None:
+        assert self.group is not None
+        self.group.commit()
 
     # -- artifact URIs: stored form <-> what clients see ----------------------------
 
     def public_uri(self, uri: str | None) -> str | None:
-        """``file:///store/experiments/1/artifacts/...`` -> ``mlflow-artifacts:/1/...``."""
+        """``file:///store/artifacts/1/...`` -> ``mlflow-artifacts:/1/...``."""
         if uri is None or not self.serve_artifacts:
             return uri
-        root = self.proxied_root
-        if uri == root:
-            return PROXY_SCHEME + "/"
-        if uri.startswith(root + "/"):
-            return PROXY_SCHEME + "/" + uri[len(root) + 1 :]
+        for root in (self.proxied_root, self.legacy_root):
+            if uri == root:
+                return PROXY_SCHEME + "/"
+            if uri.startswith(root + "/"):
+                return PROXY_SCHEME + "/" + uri[len(root) + 1 :]
         return uri
 
     def stored_uri(self, uri: str) -> str:
-        """The inverse of :meth:`public_uri`, for locations clients send."""
+        """The inverse of :meth:`public_uri` for locations clients send, checked against
+        the allow-list (:class:`~evtrack.artifacts.locations.ArtifactLocations`)."""
         if uri.startswith(PROXY_SCHEME):
             rel = uri[len(PROXY_SCHEME) :].lstrip("/")
             from evtrack.tracking.validation import check_artifact_path
 
             rel = check_artifact_path(rel)
             return f"{self.proxied_root}/{rel}" if rel else self.proxied_root
-        return uri
+        return self.locations.check_new(_file_url(uri) if "://" not in uri else uri)
 
     def proxied_path(self, rel: str) -> str:
         """The storage URL of a path under the proxied root (``rel`` already checked)."""
         return f"{self.proxied_root}/{rel}" if rel else self.proxied_root
+
+
+def _check_disjoint(store: Any, root: str) -> None:
+    """Refuse an artifact root that is the store or lies inside its event log."""
+    inside = [store.url(part) for part in ("experiments", "runs", "names")]
+    if root.rstrip("/") == store.url().rstrip("/") or any(
+        root == p or root.startswith(p + "/") for p in inside
+    ):
+        raise InvalidParameterValue(
+            f"The artifact root {root!r} overlaps the store's event log; use a folder of its "
+            f"own, such as {store.url('artifacts')!r} (the default)."
+        )

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Callable
 from typing import Any
 
 from flask import current_app, request
@@ -10,6 +12,7 @@ from flask import current_app, request
 from evtrack.errors import InvalidParameterValue
 from evtrack.server.backend import Backend
 from evtrack.server.protocol import ParseSpec, parse, query_args
+from evtrack.tracking import validation
 
 __all__ = ["backend", "body_bytes", "config", "json_body", "message"]
 
@@ -38,8 +41,18 @@ def too_large(size: int | None, limit: int) -> InvalidParameterValue:
     return InvalidParameterValue(f"Requests must be at most {limit} bytes, {got}.")
 
 
-def json_body() -> Any:
-    """The JSON body of a POST/PUT/PATCH request ({} when empty)."""
+#: A JSON escape of a UTF-16 surrogate; only bodies holding one need the full scan.
+_SURROGATE_ESCAPE = re.compile(rb"\\[uU][dD][89a-fA-F]")
+
+
+def json_body(check_size: Callable[[int], None] | None = None) -> Any:
+    """The JSON body of a POST/PUT/PATCH request ({} when empty).
+
+    ``check_size(n_bytes)`` may refuse a body by its size (called before reading when the
+    length is announced, and on what was read). Malformed JSON, JSON nested too deep for
+    the parser, and strings holding lone UTF-16 surrogates are INVALID_PARAMETER_VALUE,
+    before anything is written.
+    """
     content_type = request.content_type
     if content_type is None and request.content_length:
         raise InvalidParameterValue("Bad Request. Content-Type header is missing.")
@@ -47,7 +60,11 @@ def json_body() -> Any:
         raise InvalidParameterValue(
             "Bad Request. Content-Type must be one of ['application/json']."
         )
+    if check_size is not None and request.content_length is not None:
+        check_size(request.content_length)
     data = body_bytes(config("EVTRACK_MAX_JSON_BYTES"))
+    if check_size is not None:
+        check_size(len(data))
     if not data.strip():
         return {}
     try:
@@ -56,6 +73,13 @@ def json_body() -> Any:
             body = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidParameterValue(f"Malformed JSON in request body: {exc}") from None
+    except RecursionError:
+        raise InvalidParameterValue(
+            "Malformed JSON in request body: it is nested too deeply to parse. MLflow's "
+            "requests nest a few levels; send a flat object."
+        ) from None
+    if _SURROGATE_ESCAPE.search(data):
+        validation.check_unicode(body)
     return body
 
 

@@ -7,7 +7,6 @@ once durable (see :mod:`evtrack.server.commit`).
 
 from __future__ import annotations
 
-import bisect
 import json
 from collections.abc import Callable
 from typing import Any
@@ -74,7 +73,9 @@ def create_experiment() -> Response:
     b = backend()
     location = m.get("artifact_location") or None
     if location:
-        location = b.stored_uri(location)
+        from evtrack.server.mlflow_compat import absolute_artifact_location
+
+        location = b.stored_uri(absolute_artifact_location(location))
     tags = {t["key"]: t.get("value", "") for t in m.get("tags", []) if "key" in t}
     experiment_id = b.client.create_experiment(m["name"], location, tags)
     return ok({"experiment_id": experiment_id})
@@ -170,17 +171,21 @@ def _run_body(run, with_inputs: bool = False) -> dict[str, Any]:
 
 
 def _inputs(experiment_id: str, run_id: str) -> list[dict[str, Any]]:
-    client = backend().client
-    con = client._read([experiment_id], run_id)
     out = []
-    for (text,) in con.execute("select dataset from inputs where run_id = ?", [run_id]).fetchall():
-        body = json.loads(text)
-        ds = {k: v for k, v in (body.get("dataset") or {}).items() if v is not None}
-        item: dict[str, Any] = {"dataset": ds}
-        tags = body.get("tags") or {}
-        if tags:
-            item["tags"] = [{"key": k, "value": v} for k, v in tags.items()]
-        out.append(item)
+    for item in backend().store.get_run_inputs(run_id):
+        ds = item.dataset
+        fields = {
+            "name": ds.name,
+            "digest": ds.digest,
+            "source_type": ds.source_type,
+            "source": ds.source,
+            "schema": ds.schema,
+            "profile": ds.profile,
+        }
+        body: dict[str, Any] = {"dataset": {k: v for k, v in fields.items() if v is not None}}
+        if item.tags:
+            body["tags"] = [{"key": t.key, "value": t.value} for t in item.tags]
+        out.append(body)
     return out
 
 
@@ -204,7 +209,7 @@ def create_run() -> Response:
         run_name=m.get("run_name") or None,
         user_id=user,
     )
-    backend().client.writer.flush()
+    backend().store.flush()
     return ok({"run": _run_body(run)})
 
 
@@ -219,30 +224,9 @@ def update_run() -> Response:
         },
         ("run_id",),
     )
-    client = backend().client
-    run_id = m["run_id"]
-    run = client._run_must_be_active(run_id)
-    experiment_id = run.info.experiment_id
-    info = run.info
-    events: list[tuple[str, str, str]] = []
-    if "status" in m:
-        events.append(("run", "status", m["status"]))
-        info.status = m["status"]
-    if "end_time" in m:
-        end_time = validation.check_timestamp(m["end_time"])
-        events.append(("run", "end_time", str(end_time)))
-        info.end_time = end_time
-    if m.get("run_name"):
-        name = validation.check_run_name(m["run_name"])
-        assert name is not None
-        events += [("run", "run_name", name), ("tag", "mlflow.runName", name)]
-        info.run_name = name
-    from evtrack.store.log.writer import now_ms
-
-    t = now_ms()
-    for kind, key, value in events:
-        client.writer.add(experiment_id, run_id, kind, key, value, time_ms=t)
-    client.writer.flush()
+    info = backend().store.update_run_info(
+        m["run_id"], m.get("status"), m.get("end_time"), m.get("run_name") or None
+    )
     return ok({"run_info": run_info_json(info, backend().public_uri(info.artifact_uri))})
 
 
@@ -305,9 +289,12 @@ def search_runs() -> Response:
 
 
 def _points(metrics: list[dict[str, Any]], prefix: str) -> list[Any]:
-    """Validate metric dicts into a flat [key, value, step, timestamp, ...] list."""
+    """Parse metric dicts (protobuf JSON types) into a flat [key, value, step, ts, ...] list.
+
+    Only the wire format is checked here; MLflow's rules (key names, ranges) are the
+    store's, applied once by ``log_batch`` whoever calls it.
+    """
     flat: list[Any] = []
-    check_key = validation.check_metric_key
     for i, m in enumerate(metrics):
         key = m.get("key")
         if not key:
@@ -325,7 +312,7 @@ def _points(metrics: list[dict[str, Any]], prefix: str) -> list[Any]:
         step = m.get("step", 0)
         flat.extend(
             (
-                check_key(key),
+                key,
                 value if type(value) is float else to_double(value, f"{prefix}[{i}].value"),
                 step if type(step) is int and 0 <= step <= INT64_MAX else _step(step, i, prefix),
                 ts if type(ts) is int and 0 <= ts <= INT64_MAX else _stamp(ts, i, prefix),
@@ -335,11 +322,11 @@ def _points(metrics: list[dict[str, Any]], prefix: str) -> list[Any]:
 
 
 def _step(step: Any, i: int, prefix: str) -> int:
-    return validation.check_step(to_int64(step, f"{prefix}[{i}].step"))
+    return to_int64(step, f"{prefix}[{i}].step")
 
 
 def _stamp(ts: Any, i: int, prefix: str) -> int:
-    return validation.check_timestamp(to_int64(ts, f"{prefix}[{i}].timestamp"))
+    return to_int64(ts, f"{prefix}[{i}].timestamp")
 
 
 def _check_list(body: dict[str, Any], name: str) -> list[Any]:
@@ -385,23 +372,23 @@ def _run_id_of(body: dict[str, Any]) -> str:
 
 def _log(run_id: str, points: list[Any], params=(), tags=()) -> None:
     """Buffer a batch in this worker's writer and return once it is durable."""
-    client = backend().client
-    if params or tags:
-        client.log_batch(run_id, params=params, tags=tags, synchronous=False)
-        if points:
-            experiment_id = client._experiment_of(run_id)
-            client.raw_writer.add_points(experiment_id, run_id, points)
-    else:
-        experiment_id = client.check_run_active(run_id)
-        client.raw_writer.add_points(experiment_id, run_id, points)
-    client.group.commit()
+    metrics = [
+        Metric(points[i], points[i + 1], points[i + 3], points[i + 2])
+        for i in range(0, len(points), 4)
+    ]
+    store = backend().store
+    store.log_batch(run_id, metrics, params, tags, synchronous=False)
+    store.flush()
 
 
 @route("/mlflow/runs/log-batch", "POST")
 def log_batch() -> Response:
     from evtrack.server.incoming import json_body
 
-    body = json_body()
+    # MLflow documents a 1,000,000-byte limit for this request but checks len() of the
+    # parsed dict (its number of fields), so the limit never fires there; evtrack checks
+    # the body's bytes, with MLflow's message.
+    body = json_body(validation.check_batch_request_size)
     run_id = _run_id_of(body)
     metrics = _check_list(body, "metrics")
     params = _pairs(_check_list(body, "params"), "params", Param)
@@ -471,9 +458,7 @@ def log_inputs() -> Response:
                 [InputTag(t["key"], t.get("value", "")) for t in item.get("tags", [])],
             )
         )
-    client = backend().client
-    client._run_must_be_active(m["run_id"])
-    client.log_inputs(m["run_id"], datasets)
+    backend().store.log_inputs(m["run_id"], datasets)
     return ok()
 
 
@@ -542,7 +527,10 @@ def get_metric_history_bulk_interval() -> Response:
         )
     max_results = m.get("max_results", MAX_RESULTS_PER_RUN)
     if not 1 <= max_results <= MAX_RESULTS_PER_RUN:
-        raise InvalidParameterValue(f"max_results must be between 1 and {MAX_RESULTS_PER_RUN}.")
+        raise InvalidParameterValue(
+            f"max_results must be between 1 and {MAX_RESULTS_PER_RUN}. "
+            "See the API docs for more information about request parameters."
+        )
     start, end = m.get("start_step"), m.get("end_step")
     if (start is None) != (end is None):
         raise InvalidParameterValue(
@@ -553,42 +541,15 @@ def get_metric_history_bulk_interval() -> Response:
             "end_step must be greater than start_step. "
             f"Found start_step={start} and end_step={end}."
         )
+    from evtrack.server.mlflow_compat import sample_interval
+
     key = m["metric_key"]
     client = backend().client
-    histories = {rid: client.get_metric_history(rid, key) for rid in run_ids}
-    steps = _sample_steps(
-        [[p.step for p in h] for h in histories.values()], max_results, start, end
-    )
     out = []
-    for rid in sorted(run_ids):
-        points = sorted(
-            (p for p in histories[rid] if p.step in steps), key=lambda p: (p.step, p.timestamp)
-        )
-        out += [metric_json(p, rid) for p in points[:max_results]]
+    for rid in run_ids:  # request order, each run sampled on its own (MLflow 3.17)
+        points = sample_interval(client.get_metric_history(rid, key), max_results, start, end)
+        out += [metric_json(p, rid) for p in points]
     return ok({"metrics": out} if out else {})
-
-
-def _sample_steps(
-    all_runs: list[list[int]], max_results: int, start: int | None, end: int | None
-) -> set[int]:
-    """MLflow's step sampling (abstract_store.get_metric_history_bulk_interval)."""
-    mins_maxes = {s for run in all_runs if run for s in (min(run), max(run))}
-    all_steps = sorted({s for run in all_runs for s in run})
-    if start is None or end is None:
-        start, end = 0, (all_steps[-1] if all_steps else 0)
-    mins_maxes = {s for s in mins_maxes if start <= s <= end}
-    lo = bisect.bisect_left(all_steps, start)
-    hi = bisect.bisect_right(all_steps, end)
-    if hi - lo <= max_results:
-        sampled = set(all_steps[lo:hi])
-    else:
-        interval = (hi - lo) / max_results
-        sampled = {
-            all_steps[lo + int(i * interval)]
-            for i in range(max_results)
-            if lo + int(i * interval) < hi
-        }
-    return sampled | mins_maxes
 
 
 # -- artifacts/list ------------------------------------------------------------------
@@ -599,12 +560,14 @@ def list_artifacts() -> Response:
     m = message({**_RUN_ID, "path": "string", "page_token": "string"}, ("run_id",))
     path = m.get("path")
     if path is not None:
-        path = validation.check_artifact_path(path)
+        from evtrack.server.mlflow_compat import check_path
+
+        path = check_path(path)
     b = backend()
     run = b.client.get_run(m["run_id"])
-    from evtrack.artifacts.repository import ArtifactRepository
-
-    repo = ArtifactRepository(run.info.artifact_uri, b.client.store.storage_options)
+    # Only allowed locations are opened: never a URL a client chose (SSRF).
+    b.locations.check_read(run.info.artifact_uri)
+    repo = b.store.artifact_repository(run.info.artifact_uri)
     files = [file_info_json(f) for f in repo.list(path or None)]
     body: dict[str, Any] = {"root_uri": b.public_uri(run.info.artifact_uri)}
     if files:

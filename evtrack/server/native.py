@@ -1,7 +1,7 @@
 """evtrack's own API under ``/api/evtrack/`` (described by ``/api/evtrack/openapi.json``).
 
 ``PUT  /api/evtrack/segments/<experiment_id>/<name>``
-    A segment built by a remote client's writer (see :mod:`evtrack.store.rest.client`), stored
+    A segment built by a remote client's writer (see :mod:`evtrack.store.rest.store`), stored
     as-is under the same name with a create-only put: a retry of a segment that already
     landed answers 200 ``{"created": false}`` and stores nothing twice. The body is
     decoded and checked before anything is written: every event must belong to the
@@ -14,6 +14,7 @@
     Read-only DuckDB SQL over the documented views. The connection sees only the
     store's events: external access (files, COPY, ATTACH, extensions, Python
     replacement scans) is disabled and the configuration locked before the query runs.
+    Memory, concurrency and answer size are capped (:mod:`evtrack.server.sql_budget`).
 ``GET  /api/evtrack/metrics/series``
     One metric's history downsampled to ``max_points`` with min/max per step bucket,
     so spikes survive (the shape a chart needs).
@@ -25,12 +26,13 @@ import threading
 import zlib
 from typing import Any
 
-from flask import Flask, Response, request
+from flask import Flask, Response, current_app, request
 
-from evtrack.errors import InvalidParameterValue, ResourceAlreadyExists, RunNotFound
+from evtrack.errors import InvalidParameterValue, RunNotFound
 from evtrack.server.incoming import backend, body_bytes, config, json_body
 from evtrack.server.mlflow_api import ok
 from evtrack.server.protocol import dumps
+from evtrack.server.sql_budget import SqlBudget
 from evtrack.tracking import validation
 
 __all__ = ["register"]
@@ -122,26 +124,19 @@ def put_segment(experiment_id: str, name: str) -> Response:
     data = body_bytes(limit)
     if request.headers.get("Content-Encoding", "").lower() == "gzip":
         data = _gunzip(data, limit)
-    b = backend()
-    client = b.client
-    if client.store.experiment_of_run(seg.scope) != experiment_id:
+    store = backend().store
+    if store.layout.experiment_of_run(seg.scope) != experiment_id:
         raise RunNotFound(f"Run with id={seg.scope} not found in experiment {experiment_id}")
     try:
         table = decode(data, seg.ext, where=name)
+        # Parquet strings are not checked for UTF-8 when read; one invalid string stored
+        # would make every later read of the experiment fail inside DuckDB.
+        table.validate(full=True)
     except Exception as exc:  # noqa: BLE001 - a damaged body is the client's error
         raise InvalidParameterValue(f"Cannot decode segment {name}: {exc}") from None
     _check_segment(table, experiment_id, seg)
-    path = f"{client.store.events_dir(experiment_id)}/{name}"
-    try:
-        client.store.put(path, data, create_only=True)
-        created = True
-    except FileExistsError:
-        if client.store.read_bytes(path) != data:
-            raise ResourceAlreadyExists(
-                f"A different segment named {name} is already stored."
-            ) from None
-        created = False  # a retry of a segment that already landed
-    client.forget_run(seg.scope)
+    created = store.accept_segment(experiment_id, name, data)
+    store.forget_run(seg.scope)
     return ok({"segment": name, "events": table.num_rows, "created": created})
 
 
@@ -164,13 +159,10 @@ def ingest() -> Response:
     tags = body.get("tags", {})
     if not isinstance(series, list) or not isinstance(params, dict) or not isinstance(tags, dict):
         raise InvalidParameterValue("metrics must be a list; params and tags JSON objects.")
-    import pyarrow as pa
-
     from evtrack.entities import Param, RunTag
-    from evtrack.store.log.writer import now_ms
 
-    client = backend().client
-    experiment_id = client.check_run_active(run_id)
+    store = backend().store
+    store.check_run_active(run_id)
     tables = []
     n = 0
     for i, s in enumerate(series):
@@ -187,28 +179,16 @@ def ingest() -> Response:
         vals, steps, stamps = validation.check_metric_arrays(
             _values(s["values"], f"metrics[{i}].values"), s.get("steps"), s.get("timestamps")
         )
-        m = len(vals)
-        n += m
-        tables.append(
-            pa.table(
-                {
-                    "key": pa.repeat(pa.scalar(key, pa.string()), m),
-                    "value": vals,
-                    "step": steps if steps is not None else pa.array(range(m), pa.int64()),
-                    "timestamp": stamps
-                    if stamps is not None
-                    else pa.repeat(pa.scalar(now_ms(), pa.int64()), m),
-                }
-            )
-        )
+        n += len(vals)
+        tables.append((key, vals, steps, stamps))
     p = [Param(str(k), v if isinstance(v, str) else str(v)) for k, v in params.items()]
     t = [RunTag(str(k), v if isinstance(v, str) else str(v)) for k, v in tags.items()]
     if p or t:
         validation.check_batch_limits(0, len(p), len(t))
-        client.log_batch(run_id, params=p, tags=t, synchronous=False)
-    for table in tables:
-        client.raw_writer.add_arrays(experiment_id, run_id, table)
-    client.group.commit()
+        store.log_batch(run_id, params=p, tags=t, synchronous=False)
+    for key, vals, steps, stamps in tables:
+        store.log_metric_series(run_id, key, vals, steps, stamps)
+    store.flush()
     return ok({"metrics": n, "params": len(p), "tags": len(t)})
 
 
@@ -223,27 +203,13 @@ def _values(values: Any, name: str) -> Any:
 
 
 def _private_connection() -> Any:
-    """A DuckDB database of its own over the store's events, with the documented views.
-
-    Not :func:`evtrack.store.log.views.connect`'s shared per-process database: a user's SQL may
-    create or drop objects, and locking the configuration is per database.
-    """
-    import duckdb
-
-    from evtrack.store.log.views import _VIEWS, load_events
-
-    client = backend().client
-    client._ready()
-    client.writer.flush()
-    con = duckdb.connect()
-    con.register("ev", load_events(client.store))
-    for name, text in _VIEWS.items():
-        con.execute(f"create view {name} as {text}")
-    return con
+    """A DuckDB database of its own over the store's events (see LogStore.sql)."""
+    return backend().store.private_connection()
 
 
-def _locked_connection(con: Any) -> Any:
+def _locked_connection(con: Any, budget: SqlBudget | None = None) -> Any:
     for statement in (
+        *(budget.settings() if budget is not None else ()),
         "SET python_enable_replacements = false",
         "SET autoload_known_extensions = false",
         "SET autoinstall_known_extensions = false",
@@ -275,44 +241,75 @@ def sql() -> Response:
         raise InvalidParameterValue(f"max_rows must be an integer in 1..{SQL_MAX_ROWS}.")
     import duckdb
 
-    con = _locked_connection(_private_connection())
-    timer = threading.Timer(SQL_TIMEOUT_S, con.interrupt)
-    timer.start()
+    budget: SqlBudget = current_app.extensions["evtrack_sql"]
+    if not budget.acquire():
+        resp = Response(
+            dumps(
+                {
+                    "error_code": "RESOURCE_EXHAUSTED",
+                    "message": f"{budget.concurrency} SQL queries are already running on this "
+                    "server; try again shortly.",
+                }
+            ),
+            status=429,
+            mimetype="application/json",
+        )
+        resp.headers["Retry-After"] = "5"
+        return resp
     try:
-        cur = con.execute(query, params) if params else con.execute(query)
-        if cur.description is None:
-            return ok({"columns": [], "rows": [], "truncated": False})
-        columns = [d[0] for d in cur.description]
-        rows = cur.fetchmany(max_rows + 1)
-    except duckdb.Error as exc:
-        raise InvalidParameterValue(f"SQL failed: {exc}") from None
+        con = _locked_connection(_private_connection(), budget)
+        timer = threading.Timer(SQL_TIMEOUT_S, con.interrupt)
+        timer.start()
+        try:
+            cur = con.execute(query, params) if params else con.execute(query)
+            if cur.description is None:
+                return ok({"columns": [], "rows": [], "truncated": False})
+            columns = [d[0] for d in cur.description]
+            rows, truncated = _answer_rows(cur, max_rows, budget.max_answer_bytes)
+        except duckdb.Error as exc:
+            raise InvalidParameterValue(f"SQL failed: {exc}") from None
+        finally:
+            timer.cancel()
+            con.close()
     finally:
-        timer.cancel()
-        con.close()
-    truncated = len(rows) > max_rows
-    return Response(
-        dumps(
-            {
-                "columns": columns,
-                "rows": [[_jsonable(v) for v in r] for r in rows[:max_rows]],
-                "truncated": truncated,
-            }
-        ),
-        mimetype="application/json",
+        budget.release()
+    body = (
+        f'{{"columns":{dumps(columns)},"rows":[{",".join(rows)}],"truncated":{dumps(truncated)}}}'
     )
+    return Response(body, mimetype="application/json")
+
+
+def _answer_rows(cur: Any, max_rows: int, max_bytes: int) -> tuple[list[str], bool]:
+    """The rows as JSON texts, fetched in chunks so that neither the row cap nor the byte
+    cap is passed by more than one chunk in memory."""
+    out: list[str] = []
+    size = 0
+    while len(out) <= max_rows:
+        chunk = cur.fetchmany(min(1000, max_rows + 1 - len(out)))
+        if not chunk:
+            break
+        for r in chunk:
+            text = dumps([_jsonable(v) for v in r])
+            size += len(text) + 1
+            if size > max_bytes:
+                raise InvalidParameterValue(
+                    f"The answer is larger than {max_bytes} bytes, this server's limit "
+                    "(--sql-max-answer-bytes). Select fewer columns or rows (LIMIT), or "
+                    "aggregate in SQL."
+                )
+            out.append(text)
+    truncated = len(out) > max_rows
+    return out[:max_rows], truncated
 
 
 def _jsonable(v: Any) -> Any:
     import datetime
     import decimal
-    import math
 
     if isinstance(v, float):
-        if math.isnan(v):
-            return "NaN"
-        if math.isinf(v):
-            return "Infinity" if v > 0 else "-Infinity"
-        return v
+        from evtrack.jsonfloat import float_to_json
+
+        return float_to_json(v)
     if v is None or isinstance(v, (str, int, bool)):
         return v
     if isinstance(v, decimal.Decimal):

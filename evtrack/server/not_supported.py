@@ -1,12 +1,10 @@
 """MLflow 3 endpoints outside this server's scope, and how each is answered.
 
-The logged-models API (``/api/2.0/mlflow/logged-models…``), traces, assessments,
-datasets, scorers, prompts, gateway and the model registry are not implemented:
+Traces, assessments, datasets, scorers, prompts and the gateway are not implemented:
 their routes answer MLflow's ``ENDPOINT_NOT_FOUND`` (404), as an older
-``mlflow server`` does. One exception: ``logged-models/search`` answers an empty page,
-which is the truth on a server that never creates logged models, and is what lets the
-stock client resolve ``runs:/<run_id>/<path>`` URIs (it first looks for a logged model
-of that name). See ``docs/server.md``.
+``mlflow server`` does. The logged-models and registry APIs live in
+:mod:`evtrack.server.models_api`, registered first; the ``logged-models/search`` stub
+below is only reached by an app built without it. See ``docs/server.md``.
 """
 
 from __future__ import annotations

@@ -136,7 +136,8 @@ def document() -> dict[str, Any]:
             },
             "/api/evtrack/sql": {
                 "post": {
-                    "summary": "Read-only DuckDB SQL over the views (no file or network access)",
+                    "summary": "Read-only DuckDB SQL over the views (no file or network access); "
+                    "memory, concurrency (429 when busy) and answer size are capped",
                     "requestBody": {
                         "required": True,
                         **_json(
@@ -171,7 +172,7 @@ def document() -> dict[str, Any]:
                                 }
                             ),
                         },
-                        **_errors(400, 401),
+                        **_errors(400, 401, 429),
                     },
                 }
             },

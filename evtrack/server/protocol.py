@@ -21,7 +21,9 @@ import json
 import math
 from typing import TYPE_CHECKING, Any
 
+from evtrack.entities import ViewType
 from evtrack.errors import InvalidParameterValue
+from evtrack.jsonfloat import SPECIAL_FLOATS, float_to_json
 
 if TYPE_CHECKING:  # pragma: no cover
     from evtrack.entities import Experiment, FileInfo, Metric, Run, RunInfo
@@ -42,7 +44,7 @@ _HINT = " See the API docs for more information about request parameters."
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 
-VIEW_TYPES = {"ACTIVE_ONLY": 1, "DELETED_ONLY": 2, "ALL": 3}
+VIEW_TYPES = dict(ViewType._NAMES)
 RUN_STATUSES = {"RUNNING": 1, "SCHEDULED": 2, "FINISHED": 3, "FAILED": 4, "KILLED": 5}
 
 #: A request spec: field name -> type. A type is a scalar name, ``("enum", {name: n})``,
@@ -108,9 +110,6 @@ def _int(value: Any, param: str, lo: int, hi: int) -> int:
     return number
 
 
-_SPECIAL_DOUBLES = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
-
-
 def to_double(value: Any, param: str = "value") -> float:
     """A protobuf-JSON double: a number, a numeric string, or NaN/Infinity/-Infinity."""
     if type(value) is float:
@@ -123,7 +122,7 @@ def to_double(value: Any, param: str = "value") -> float:
         except OverflowError:
             raise _invalid(param, value) from None
     if isinstance(value, str):
-        special = _SPECIAL_DOUBLES.get(value)
+        special = SPECIAL_FLOATS.get(value)
         if special is not None:
             return special
         try:
@@ -233,13 +232,7 @@ def _numeric_text(text: str, kind: Any) -> Any:
 
 
 def _number(value: float | None) -> Any:
-    if value is None:
-        return None
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "Infinity" if value > 0 else "-Infinity"
-    return value
+    return None if value is None else float_to_json(value)
 
 
 def dumps(body: Any) -> str:

@@ -12,9 +12,15 @@ from __future__ import annotations
 import logging
 import signal
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 from evtrack.server.auth import Auth
+from evtrack.server.sql_budget import (
+    DEFAULT_CONCURRENCY,
+    DEFAULT_MAX_ANSWER_BYTES,
+    default_memory,
+)
 
 __all__ = ["run_server"]
 
@@ -32,14 +38,31 @@ def run_server(
     read_only: bool = False,
     threads: int = 16,
     timeout: int = 120,
+    allowed_artifact_locations: Sequence[str] = (),
+    sql_memory: int | None = None,
+    sql_concurrency: int = DEFAULT_CONCURRENCY,
+    sql_max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
+    web: bool = True,
+    artifacts_destination: str | None = None,
 ) -> None:
-    """Serve until interrupted (SIGINT/SIGTERM)."""
+    """Serve until interrupted (SIGINT/SIGTERM).
+
+    ``sql_memory`` is the SQL memory budget of the whole server (default
+    :func:`~evtrack.server.sql_budget.default_memory`); each of ``workers`` processes
+    gets its share.
+    """
+    memory = (sql_memory or default_memory()) // max(workers, 1)
     kwargs: dict[str, Any] = {
         "backend_store_uri": backend_store_uri,
         "default_artifact_root": default_artifact_root,
         "serve_artifacts": serve_artifacts,
         "auth": auth,
         "read_only": read_only,
+        "allowed_artifact_locations": tuple(allowed_artifact_locations),
+        "web": web,
+        # Each worker builds its own budget (a semaphore cannot cross a fork).
+        "sql_budget_args": (memory, sql_concurrency, sql_max_answer_bytes),
+        "artifacts_destination": artifacts_destination,
     }
     if workers <= 1:
         _serve_threaded(host, port, kwargs)
@@ -47,10 +70,17 @@ def run_server(
         _serve_gunicorn(host, port, workers, threads, timeout, kwargs)
 
 
+def _app(kwargs: dict[str, Any]) -> Any:
+    from evtrack.server.app import create_app
+    from evtrack.server.sql_budget import SqlBudget
+
+    options = dict(kwargs)
+    memory, concurrency, answer = options.pop("sql_budget_args")
+    return create_app(**options, sql_budget=SqlBudget(memory, concurrency, answer))
+
+
 def _serve_threaded(host: str, port: int, kwargs: dict[str, Any]) -> None:
     from werkzeug.serving import WSGIRequestHandler, make_server
-
-    from evtrack.server.app import create_app
 
     class Handler(WSGIRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive: load generators reuse connections
@@ -59,7 +89,7 @@ def _serve_threaded(host: str, port: int, kwargs: dict[str, Any]) -> None:
             if _log.isEnabledFor(logging.DEBUG):
                 super().log_request(code, size)
 
-    app = create_app(**kwargs)
+    app = _app(kwargs)
     server = make_server(host, port, app, threaded=True, request_handler=Handler)
     server.daemon_threads = True
 
@@ -97,9 +127,7 @@ def _serve_gunicorn(
                 self.cfg.set(key, value)
 
         def load(self) -> Any:
-            from evtrack.server.app import create_app
-
-            return create_app(**kwargs)
+            return _app(kwargs)
 
     print(
         f"evtrack server listening on http://{host}:{port} ({workers} workers)",

@@ -17,7 +17,9 @@ from typing import TYPE_CHECKING, Any
 from evtrack import settings
 from evtrack.entities import Experiment, Metric, Param, Run, RunStatus, RunTag, ViewType
 from evtrack.errors import InvalidParameterValue
+from evtrack.tracking import uri as uri_state
 from evtrack.tracking.client import DEFAULT_EXPERIMENT_ID, MlflowClient, PagedList
+from evtrack.tracking.uri import get_tracking_uri, is_tracking_uri_set  # noqa: F401 - fluent API
 from evtrack.tracking.validation import (
     check_metric_key,
     check_metric_value,
@@ -30,7 +32,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 _log = logging.getLogger(__name__)
 
-_tracking_uri: str | None = None
 _active_experiment_id: str | None = None
 _run_stack: list[ActiveRun] = []
 _last_active_run_id: str | None = None
@@ -45,20 +46,9 @@ _time_ns = time.time_ns  # int ms as time_ns() // 10**6: faster than int(time() 
 
 def set_tracking_uri(uri: str | Any) -> None:
     """Point evtrack at a store (a folder, ``file://``, ``memory://``, ``s3://``...)."""
-    global _tracking_uri, _client
-    _tracking_uri = str(uri) if uri is not None else None
+    global _client
+    uri_state.set_tracking_uri(uri)
     _client = None
-
-
-def get_tracking_uri() -> str:
-    """The tracking URI in use: set in code, else ``EVTRACK_TRACKING_URI``, else ./evruns."""
-    from evtrack.store.log.layout import resolve_uri
-
-    return _tracking_uri or resolve_uri(settings.get("tracking_uri"))
-
-
-def is_tracking_uri_set() -> bool:
-    return _tracking_uri is not None or settings.get("tracking_uri") != "./evruns"
 
 
 def _get_client() -> MlflowClient:
@@ -289,18 +279,15 @@ def _compact_quietly(run: ActiveRun, written: int) -> None:
     would load DuckDB and pyarrow at the end of a script that needed neither, more
     than doubling a short script's wall time. The count is of events this process
     wrote, so a run logged from many processes is compacted by whichever ends it
-    after writing enough (or by ``evtrack compact``).
+    after writing enough (or by ``evtrack compact``). A store whose compaction is
+    someone else's job (an evtrack server's) makes ``compact_run`` a no-op.
     """
-    if getattr(run._client.store, "is_remote", False):
-        return  # logging to an evtrack server: compaction is the server side's job
     if written < settings.get("auto_compact_min_events"):
         return
     try:
-        from evtrack.store.log.compaction import compact_run
+        run._client.store.compact_run(run.info.experiment_id, run.info.run_id)
     except ImportError:
-        return
-    try:
-        compact_run(run._client.store, run.info.experiment_id, run.info.run_id)
+        return  # compaction needs duckdb and pyarrow; the events are safe without it
     except Exception as exc:  # noqa: BLE001 - compaction is an optimisation; events are safe
         _log.warning("evtrack: could not compact run %s: %s", run.info.run_id, exc)
 

@@ -48,6 +48,7 @@ __all__ = [
     "MAX_EXPERIMENT_NAME_LENGTH",
     "MAX_EXPERIMENT_TAG_KEY_LENGTH",
     "MAX_EXPERIMENT_TAG_VAL_LENGTH",
+    "MAX_FILTER_CLAUSES",
     "MAX_METRICS_PER_BATCH",
     "MAX_PARAMS_TAGS_PER_BATCH",
     "MAX_PARAM_VAL_LENGTH",
@@ -63,6 +64,7 @@ __all__ = [
     "check_experiment_id",
     "check_experiment_name",
     "check_experiment_tag",
+    "check_filter_clauses",
     "check_max_results",
     "check_metric",
     "check_metric_arrays",
@@ -80,7 +82,9 @@ __all__ = [
     "check_tag",
     "check_tag_key",
     "check_tag_value",
+    "check_text",
     "check_timestamp",
+    "check_unicode",
     "clear_key_cache",
 ]
 
@@ -107,6 +111,10 @@ SEARCH_MAX_RESULTS_THRESHOLD = 50000
 GET_METRIC_HISTORY_MAX_RESULTS = 25000
 #: MLflow's default of ``MLFLOW_ARTIFACT_LOCATION_MAX_LENGTH``.
 MAX_ARTIFACT_LOCATION_LENGTH = 2048
+#: evtrack: comparisons in one search filter. MLflow has no limit; past ~100 the compiled
+#: query takes seconds to plan (200: ~12 s, and DuckDB's expression depth limit fails
+#: the query in the thousands), so one request could hold a server worker for minutes.
+MAX_FILTER_CLAUSES = 100
 #: evtrack: MLflow has no check, but its ``runs.name`` column is ``String(250)``.
 MAX_RUN_NAME_LENGTH = 250
 INT64_MIN = -(2**63)
@@ -179,6 +187,51 @@ def _too_long(entity: str, limit: int, length: int, hint: str) -> InvalidParamet
     return InvalidParameterValue(
         f"'{entity}' exceeds the maximum length of {limit} characters (got {length}). {hint}"
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Text: every string that becomes an event must be encodable as UTF-8
+# ---------------------------------------------------------------------------------------------
+
+#: A lone UTF-16 surrogate (U+D800..U+DFFF): JSON's "\ud800" decodes to one, and UTF-8
+#: cannot encode it, so it would fail only when the event is written (a 500, half a write).
+_SURROGATE_RE = re.compile("[\ud800-\udfff]")
+
+
+def check_text(value: Any, path: str = "value") -> Any:
+    """``value`` unchanged, unless it is a string holding a lone UTF-16 surrogate.
+
+    Cheap on the hot path: ASCII strings (nearly all keys and values) skip the scan.
+    Non-strings are returned as they are; their own checks decide about them.
+    """
+    if type(value) is str and not value.isascii() and _SURROGATE_RE.search(value):
+        at = _SURROGATE_RE.search(value).start()  # type: ignore[union-attr]
+        raise InvalidParameterValue(
+            f"Invalid value for parameter '{path}' supplied: it holds a lone UTF-16 surrogate"
+            f" (U+{ord(value[at]):04X} at character {at}), which is not valid Unicode text."
+            " Send valid UTF-8 (a surrogate pair must encode one character, e.g. \\ud83d\\ude00)."
+        )
+    return value
+
+
+def check_unicode(data: Any, path: str = "body") -> Any:
+    """:func:`check_text` on every string (keys too) of a decoded JSON document.
+
+    Iterative, so a document nested as deep as the JSON parser allows cannot exhaust the
+    stack here.
+    """
+    stack: list[tuple[Any, str]] = [(data, path)]
+    while stack:
+        item, where = stack.pop()
+        if isinstance(item, str):
+            check_text(item, where)
+        elif isinstance(item, dict):
+            for k, v in item.items():
+                check_text(k, where)
+                stack.append((v, f"{where}.{k}" if isinstance(k, str) and k.isascii() else where))
+        elif isinstance(item, list):
+            stack.extend((v, f"{where}[{n}]") for n, v in enumerate(item))
+    return data
 
 
 # ---------------------------------------------------------------------------------------------
@@ -477,6 +530,11 @@ def _as_arrow(data: Any, name: str) -> pa.Array:
         )
     try:
         return pa.array(data)
+    except OverflowError:
+        raise InvalidParameterValue(
+            f"Invalid value for parameter '{name}': a number does not fit in 64 bits. Steps"
+            " and timestamps must be in -2**63..2**63-1 (timestamps non-negative)."
+        ) from None
     except (pa.ArrowException, TypeError, ValueError) as exc:
         raise InvalidParameterValue(
             f"Invalid value for parameter '{name}': cannot read it as a 1-D numeric array"
@@ -599,6 +657,7 @@ def check_metric_arrays(
 
 def _limit_text(entity: str, limit: int, value: Any, truncate: bool, hint: str) -> str:
     text = value if type(value) is str else str(value)  # MLflow's client logs str(value)
+    check_text(text, entity)
     if len(text) <= limit:
         return text
     if truncate:
@@ -656,7 +715,7 @@ def check_tag(key: Any, value: Any, *, truncate: bool = True) -> tuple[str, str]
 def check_experiment_tag(key: Any, value: Any) -> tuple[str, str]:
     """``(key, value)`` of an experiment tag: value up to 20,000 characters, never truncated."""
     key = check_tag_key(key)  # MAX_EXPERIMENT_TAG_KEY_LENGTH == MAX_ENTITY_KEY_LENGTH
-    text = value if type(value) is str else str(value)
+    text = check_text(value if type(value) is str else str(value), "value")
     if len(text) > MAX_EXPERIMENT_TAG_VAL_LENGTH:
         raise _too_long(
             "value",
@@ -747,6 +806,16 @@ def check_batch_request_size(n_bytes: int) -> None:
         )
 
 
+def check_filter_clauses(count: int, filter_string: str) -> None:
+    """A search filter has at most :data:`MAX_FILTER_CLAUSES` comparisons."""
+    if count > MAX_FILTER_CLAUSES:
+        shown = filter_string if len(filter_string) <= 200 else filter_string[:200] + "..."
+        raise InvalidParameterValue(
+            f"Invalid filter {shown!r}: more than {MAX_FILTER_CLAUSES} comparisons. Narrow "
+            "the search with fewer conditions, or run SQL (evtrack.sql) for complex queries."
+        )
+
+
 def check_max_results(
     max_results: Any, *, threshold: int = SEARCH_MAX_RESULTS_THRESHOLD, allow_none: bool = False
 ) -> int | None:
@@ -812,6 +881,7 @@ def check_experiment_name(name: Any) -> str:
         )
     if not isinstance(name, str):
         raise InvalidParameterValue(f"Invalid experiment name: {name}. Expects a string.")
+    check_text(name, "name")
     if len(name) > MAX_EXPERIMENT_NAME_LENGTH:
         raise _too_long("name", MAX_EXPERIMENT_NAME_LENGTH, len(name), "Use a shorter name.")
     return str(name)
@@ -829,6 +899,7 @@ def check_run_name(name: Any, *, tag_value: str | None = None) -> str | None:
         raise InvalidParameterValue(
             f"Invalid run name: {_fmt(name)}. Expects a string, got {type(name).__name__}."
         )
+    check_text(name, "run_name")
     if len(name) > MAX_RUN_NAME_LENGTH:
         raise _too_long("run_name", MAX_RUN_NAME_LENGTH, len(name), "Use a shorter name.")
     if tag_value and tag_value != name:
@@ -923,6 +994,7 @@ def check_experiment_artifact_location(location: Any) -> str | None:
         raise InvalidParameterValue(
             f"Invalid artifact location: {_fmt(location)}. Expects a string (a path or URI)."
         )
+    check_text(location, "artifact_location")
     if location.startswith("runs:"):
         raise InvalidParameterValue(
             f"Artifact location cannot be a runs:/ URI. Given: '{location}'"

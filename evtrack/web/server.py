@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-__all__ = ["serve"]
+__all__ = ["make_server", "serve"]
 
 
 def serve(
@@ -28,18 +28,9 @@ def serve(
     thread imports the query stack and reads every experiment once, newest first, so
     the first page a person opens does not pay for it.
     """
-    import threading
-
-    from waitress import create_server
-
-    from evtrack.web.app import create_app
-
-    app = create_app(tracking_uri, **options)
-    if warm:
-        threading.Thread(target=_warm, args=(app,), name="evtrack-ui-warm", daemon=True).start()
-    server = create_server(app, host=host, port=port, threads=threads, ident="evtrack")
+    server = make_server(tracking_uri, host=host, port=port, threads=threads, warm=warm, **options)
     shown = f"[{host}]" if ":" in host else host
-    uri = app.extensions["evtrack_web"].tracking_uri
+    uri = server.evtrack_app.extensions["evtrack_web"].tracking_uri
     print(
         f"evtrack ui: {uri} at http://{shown}:{server.effective_port}/ (Ctrl+C to stop)",
         flush=True,
@@ -50,6 +41,47 @@ def serve(
         print("evtrack ui: stopped", file=sys.stderr)
     finally:
         server.close()
+
+
+def make_server(
+    tracking_uri: str | None = None,
+    host: str = "127.0.0.1",
+    port: int = 5000,
+    threads: int = 8,
+    warm: bool = True,
+    wrap: Any = None,
+    **options: Any,
+) -> Any:
+    """The waitress server :func:`serve` runs (not yet running; ``.run()`` it).
+
+    ``threads`` serve pages; the pool gets ``max_streams`` more, one per live page
+    (change streams hold their thread while the page is open), so open pages never
+    starve requests. ``wrap`` wraps the WSGI app (middleware; tests count requests).
+    """
+    import threading
+
+    from waitress import create_server
+
+    from evtrack.web.app import create_app
+
+    options.setdefault("max_streams", 16)  # each gets a thread of its own, added below
+    app = create_app(tracking_uri, **options)
+    live = app.extensions["evtrack_web"].live
+    pool = threads + (live.max_streams if live is not None else 0)
+    if warm:
+        threading.Thread(target=_warm, args=(app,), name="evtrack-ui-warm", daemon=True).start()
+    # channel_request_lookahead: keep reading a connection while its request runs, so a
+    # change stream learns within a moment that its page was closed (live.py).
+    server = create_server(
+        wrap(app) if wrap else app,
+        host=host,
+        port=port,
+        threads=pool,
+        ident="evtrack",
+        channel_request_lookahead=1,
+    )
+    server.evtrack_app = app  # not `.application`: waitress serves that attribute
+    return server
 
 
 def _warm(app: Any) -> None:

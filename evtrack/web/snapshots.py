@@ -211,6 +211,7 @@ class Snapshots:
         self._lock = threading.Lock()
         self._run_experiment: dict[str, str] = {}
         self._format_checked = False
+        self._dirty: set[str] = set()  # a watcher saw a change since the last listing
 
     def check_format(self) -> None:
         """Refuse a store written by a newer evtrack (reads the marker, never writes it)."""
@@ -273,20 +274,32 @@ class Snapshots:
             raise RunNotFound(f"Run with id={run_id} not found")
         return snap, rows[0]
 
+    def invalidate(self, experiment_id: str) -> None:
+        """Make the next request list the experiment again (a watcher saw a change)."""
+        self._dirty.add(experiment_id)
+
     # -- refreshing --------------------------------------------------------------------
 
     def _lock_for(self, experiment_id: str) -> threading.Lock:
         with self._lock:
             return self._locks.setdefault(experiment_id, threading.Lock())
 
+    def _trusted(self, experiment_id: str, snap: ExperimentSnapshot | None) -> bool:
+        return (
+            snap is not None
+            and experiment_id not in self._dirty
+            and time.monotonic() - snap.checked < self.min_interval
+        )
+
     def _fresh(self, experiment_id: str) -> ExperimentSnapshot:
         snap = self._snapshots.get(experiment_id)
-        if snap is not None and time.monotonic() - snap.checked < self.min_interval:
-            return snap
+        if self._trusted(experiment_id, snap):
+            return snap  # type: ignore[return-value]
         with self._lock_for(experiment_id):
             snap = self._snapshots.get(experiment_id)
-            if snap is not None and time.monotonic() - snap.checked < self.min_interval:
-                return snap
+            if self._trusted(experiment_id, snap):
+                return snap  # type: ignore[return-value]
+            self._dirty.discard(experiment_id)  # before listing: a later change re-marks it
             self.check_format()
             listing = list_segments(self.store, experiment_id)
             paths = frozenset(p for p, _ in listing)

@@ -1,8 +1,8 @@
 """Summaries: an experiment's events with each metric history cut down to its latest point.
 
 The runs table, the run page and the experiments list need every run's attributes,
-params and tags, but of metrics only the latest value (MLflow's rule: largest step,
-then timestamp, then value). A metric history can be millions of rows; everything
+params and tags, but of metrics only the latest value (MLflow's rule, decided by
+:func:`evtrack.store.log.fold.latest_metric_positions`). A metric history can be millions of rows; everything
 else is small. :func:`summarize` keeps all non-metric events and, per (run, metric
 key), the one metric event that wins, so the folded views of :mod:`evtrack.store.log.views`
 (``runs``, ``params``, ``tags``, ``latest_metrics``, ``artifacts``...) give the same
@@ -20,6 +20,8 @@ costs seconds on ten million points; comparing the int32 indices costs milliseco
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
+
+from evtrack.store.log.fold import latest_metric_positions
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -68,32 +70,6 @@ def _numbers(batch: pa.RecordBatch, name: str, fill: float | int) -> np.ndarray:
     return column.to_numpy(zero_copy_only=False)
 
 
-def _latest(code: np.ndarray, step: np.ndarray, stamp: np.ndarray, value: np.ndarray):
-    """Positions of the winning row of each group: max step, then timestamp, then value."""
-    import numpy as np
-
-    if code.size == 0:
-        return code
-    lo, hi = int(code.min()), int(code.max())
-    if lo == hi:  # one run and key: the common shape of a big metric segment
-        cand = np.flatnonzero(step == step.max())
-    else:
-        best = np.full(hi - lo + 1, np.iinfo(np.int64).min, dtype=np.int64)
-        np.maximum.at(best, code - lo, step)
-        cand = np.flatnonzero(step == best[code - lo])
-    if cand.size > 1:
-        # Few candidates (ties on the max step): sort them by the full rule, keep the
-        # last per group. NaN sorts as the largest value, as in DuckDB's arg_max.
-        v = value[cand]
-        v_key = np.where(np.isnan(v), np.inf, v)
-        v_nan = np.isnan(v).astype(np.int8)
-        order = np.lexsort((v_nan, v_key, stamp[cand], code[cand]))
-        cand = cand[order]
-        last = np.append(code[cand][1:] != code[cand][:-1], True)
-        cand = cand[last]
-    return cand
-
-
 def _unique_events(batch: pa.RecordBatch, rows: np.ndarray) -> np.ndarray:
     """``rows`` without repeats of the same event identity (writer, seq)."""
     import numpy as np
@@ -133,7 +109,9 @@ def _summarize_batch(batch: pa.RecordBatch, dedupe: bool = False) -> tuple[pa.Ta
     step = _numbers(batch, "step", 0) if every else _numbers(batch, "step", 0)[rows]
     stamp = _numbers(batch, "timestamp", 0) if every else _numbers(batch, "timestamp", 0)[rows]
     value = _numbers(batch, "value", np.nan) if every else _numbers(batch, "value", np.nan)[rows]
-    keep = np.sort(np.concatenate([others, rows[_latest(code, step, stamp, value)]]))
+    seq = _numbers(batch, "seq", 0) if every else _numbers(batch, "seq", 0)[rows]
+    latest = latest_metric_positions(code, step, stamp, value, times if every else times[rows], seq)
+    keep = np.sort(np.concatenate([others, rows[latest]]))
     return pa.Table.from_batches([batch]).take(pa.array(keep)), max_time
 
 

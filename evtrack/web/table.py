@@ -303,9 +303,18 @@ CSV_ATTRIBUTES = (
 )
 
 
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
 def _csv_cell(value: Any) -> Any:
-    """Spreadsheets run cells that start with = + - @ as formulas: quote such text."""
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+    """Neutralise text a spreadsheet would run as a formula (OWASP "CSV injection").
+
+    Text that starts with = + - @ tab or CR, or holds a CR (which some importers take
+    as a line break, starting a new cell), gets a leading ``'``; the export quotes every
+    text cell. Numbers stay numbers: floats and ints are never touched, and text that
+    is just a number (a param "-0.5") is left as it is, since it cannot be a formula.
+    """
+    if isinstance(value, str) and (value[:1] in _FORMULA_STARTS or "\r" in value):
         try:
             float(value)
             return value
@@ -324,7 +333,7 @@ def csv_rows(snap: ExperimentSnapshot, q: TableQuery) -> Iterator[list[Any]]:
     try:
         result = cur.execute(sql, params)  # a bad filter raises here, before the header
         names = [d[0] for d in result.description]
-        yield [*CSV_ATTRIBUTES, *(c.id for c in q.columns)]
+        yield [_csv_cell(h) for h in (*CSV_ATTRIBUTES, *(c.id for c in q.columns))]
 
         def iso(ms: int | None) -> str:
             if ms is None:

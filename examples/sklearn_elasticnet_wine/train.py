@@ -5,15 +5,19 @@ The tracking calls are MLflow's, unchanged; only the import differs::
     pip install 'evtrack[sklearn]'
     python examples/sklearn_elasticnet_wine/train.py [alpha] [l1_ratio]
 
+or as a project (``MLproject`` next to this file), recorded as a run with its parameters::
+
+    evtrack run examples/sklearn_elasticnet_wine -P alpha=0.5 --env-manager local
+
 The data is the white wine part of the UCI Wine Quality set (P. Cortez et al., 2009),
-``wine-quality.csv`` next to this file. The model is logged with evtrack's scikit-learn
-flavour when evtrack has one, and otherwise pickled as the artifact ``model/model.pkl``.
+``wine-quality.csv`` next to this file. The model is logged in MLflow's format
+(``MLmodel`` folder, skops file, signature and input example) and can be served::
+
+    evtrack models serve -m runs:/<run_id>/model -p 1234
 """
 
 import os
-import pickle
 import sys
-import tempfile
 import warnings
 
 import numpy as np
@@ -22,12 +26,10 @@ from sklearn.linear_model import ElasticNet
 from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
 from sklearn.model_selection import train_test_split
 
-import evtrack as mlflow
-
-try:  # the models module (MLmodel folders), where this version of evtrack has it
-    from evtrack import sklearn as model_flavor
-except ImportError:
-    model_flavor = None
+try:
+    import evtrack as mlflow
+except ImportError:  # a project environment without evtrack: MLflow's client, same calls
+    import mlflow
 
 
 def eval_metrics(actual, predicted):
@@ -35,17 +37,6 @@ def eval_metrics(actual, predicted):
     mae = float(mean_absolute_error(actual, predicted))
     r2 = float(r2_score(actual, predicted))
     return rmse, mae, r2
-
-
-def log_model(model) -> None:
-    if model_flavor is not None:
-        model_flavor.log_model(model, "model")
-        return
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "model.pkl")
-        with open(path, "wb") as f:
-            pickle.dump(model, f)
-        mlflow.log_artifact(path, "model")
 
 
 def main(argv: list[str]) -> None:
@@ -76,7 +67,8 @@ def main(argv: list[str]) -> None:
         mlflow.log_metric("rmse", rmse)
         mlflow.log_metric("r2", r2)
         mlflow.log_metric("mae", mae)
-        log_model(lr)
+        info = mlflow.sklearn.log_model(lr, name="model", input_example=train_x.head(3))
+        print(f"Model: runs:/{info.run_id}/{info.artifact_path} ({info.model_uri})")
 
 
 if __name__ == "__main__":

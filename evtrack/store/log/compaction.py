@@ -9,8 +9,8 @@ groups (their ``run_id`` statistics let a reader skip the rest).
 **reduced** files hold only the events that can win a fold of the views in
 :mod:`evtrack.store.log.views`: per ``(run, kind, key)`` the first param by ``(time, seq, writer)``;
 the last tag, run attribute, experiment attribute, experiment tag and artifact event by
-``(time, seq, writer)`` (deletions included, so they still win); the latest metric by
-``(step, timestamp, value)``; every input. Each fold is idempotent on its winners, so the
+``(time, seq, writer)`` (deletions included, so they still win); the latest metric point
+(all by the rules of :mod:`evtrack.store.log.fold`); every input. Each fold is idempotent on its winners, so the
 views over reduced files ∪ uncovered segments equal the views over all events; searches
 and ``get_run`` read these (``load_events(history=False)``).
 
@@ -35,6 +35,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from evtrack.store.log.fold import FIRST_EVENT_FIRST, LAST_EVENT_FIRST, METRIC_WINNER_FIRST
 from evtrack.store.log.manifest import (
     CompactedFile,
     Conflict,
@@ -108,26 +109,23 @@ _SORT_SQL = f"""
     order by run_id nulls first, kind, key, step, timestamp, time, seq, writer
 """
 
-# One row per (experiment, run, kind, key) that can win the view's fold; a finer
-# grouping than the views use (runs group by run_id, key) is safe: the fold picks the
-# same winner among the survivors. Ordering per kind mirrors query.py exactly.
+# One row per (experiment, run, kind, key): the one that wins the view's fold, by the
+# rules of fold.py. A finer grouping than the views use (runs group by run_id, key) is
+# safe: the fold picks the same winner among the survivors, and a survivor keeps its
+# identity (time, seq, writer), so folding winners with newer events changes nothing.
 _REDUCE_SQL = f"""
     select {_COLS} from (
         select * from ev where kind = 'param'
         qualify row_number() over (
-            partition by experiment_id, run_id, key order by time, seq, writer) = 1
+            partition by experiment_id, run_id, key order by {FIRST_EVENT_FIRST}) = 1
         union all
-        -- every point at the latest (step, timestamp): latest_metrics breaks that tie
-        -- by value, and DuckDB's arg_max finds NaN incomparable, so the view (not this
-        -- reduction) picks among NaN ties in scan order; keeping them all is faithful
         select * from ev where kind = 'metric'
-        qualify rank() over (
-            partition by experiment_id, run_id, key order by step desc, timestamp desc) = 1
+        qualify row_number() over (
+            partition by experiment_id, run_id, key order by {METRIC_WINNER_FIRST}) = 1
         union all
         select * from ev where kind not in ('param', 'metric', 'input')
         qualify row_number() over (
-            partition by experiment_id, run_id, kind, key
-            order by time desc, seq desc, writer desc) = 1
+            partition by experiment_id, run_id, kind, key order by {LAST_EVENT_FIRST}) = 1
         union all
         select * from ev where kind = 'input'
     )

@@ -32,6 +32,13 @@ The kinds of event, and which columns each uses:
     A dataset input of a run (``log_inputs``): ``run_id, key`` = dataset digest,
     ``text`` = JSON of the dataset and its tags.
 
+``logged_model``, ``registered_model``, ``model_version``
+    Logged models and the model registry (``experiment_id`` is the logged model's
+    experiment, or ``registry`` for registered models and versions): ``key`` is a
+    JSON array naming one fact, ``["m-…", "status"]``, ``["m-…", "tag", "k"]``,
+    ``[id, "alias", "prod"]``, ``[id, "3", "description"]``; ``text`` its value, NULL
+    when removed. See :mod:`evtrack.store.log.model_views`.
+
 ``time`` is the wall-clock time of the call in milliseconds since the epoch (UTC);
 of two events for the same key, the later ``(time, seq, writer)`` wins.
 """
@@ -48,7 +55,19 @@ __all__ = ["COLUMNS", "DICTIONARY_COLUMNS", "KINDS", "SCHEMA_VERSION", "event_sc
 #: Version of the stored event layout, written into every segment.
 SCHEMA_VERSION = 1
 
-KINDS = ("metric", "param", "tag", "run", "experiment", "experiment_tag", "artifact", "input")
+KINDS = (
+    "metric",
+    "param",
+    "tag",
+    "run",
+    "experiment",
+    "experiment_tag",
+    "artifact",
+    "input",
+    "logged_model",
+    "registered_model",
+    "model_version",
+)
 
 #: Column names and Arrow types, in stored order. "dictionary" is a dictionary-encoded
 #: string (int32 indices): these columns repeat a handful of values over millions of

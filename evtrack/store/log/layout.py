@@ -66,6 +66,10 @@ def resolve_uri(uri: str | None) -> str:
     if uri is None or uri == "":
         uri = settings.get("tracking_uri")
     uri = str(uri)
+    if uri.startswith("evtrack"):  # MLflow plugin spellings: evtrack:///p, evtrack+s3://…
+        from evtrack.mlflow_plugin.uris import to_store_url
+
+        uri = to_store_url(uri)
     if uri.startswith("file://"):
         return "file://" + os.path.abspath(uri[len("file://") :])
     if "://" not in uri:

@@ -18,8 +18,8 @@
   operation of evtrack.
 
 **doctor** reads every file of a store and reports damaged or torn files, orphan
-segments, manifests that list missing files, duplicated events and stale or missing
-claims. With ``repair=True`` it rebuilds what is derived (compacted files, manifests,
+segments, manifests that list missing files, duplicated events, stale or missing
+claims, and orphan run-id claims (a claim whose run never got events). With ``repair=True`` it rebuilds what is derived (compacted files, manifests,
 ``names/`` and ``runs/`` claims) from the segments and sets damaged segments aside under
 ``experiments/<id>/damaged/``.
 """
@@ -28,11 +28,11 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from evtrack import settings
+from evtrack.clock import now_ms
 from evtrack.errors import StoreError
 from evtrack.store.log.manifest import (
     Conflict,
@@ -66,10 +66,6 @@ _log = logging.getLogger(__name__)
 
 #: Newest manifest versions that gc always keeps.
 KEEP_MANIFESTS = 10
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def _mtime_ms(store: Store, path: str) -> int | None:
@@ -119,7 +115,7 @@ def gc(
 ) -> GcReport:
     """Delete replaced segments, unreferenced files and long-deleted runs (see module doc)."""
     grace = settings.get("gc_grace_seconds") if grace_seconds is None else grace_seconds
-    now = _now_ms()
+    now = now_ms()
     cutoff = now - int(grace * 1000)
     report = GcReport()
     if delete_runs:
@@ -530,7 +526,9 @@ def _doctor_claims(store: Store, report: DoctorReport, repair: bool) -> None:
             if repair:
                 store.claim_name(name, experiment_id)
                 report.mark_repaired({"missing_name_claim"}, path)
-    for r in rows(con, "select run_id, experiment_id from runs"):
+    runs = rows(con, "select run_id, experiment_id from runs")
+    _doctor_orphan_run_claims(store, {r["run_id"] for r in runs}, report, repair)
+    for r in runs:
         path = store.path("runs", r["run_id"] + ".json")
         if store.experiment_of_run(r["run_id"]) is None:
             report.add(
@@ -539,3 +537,28 @@ def _doctor_claims(store: Store, report: DoctorReport, repair: bool) -> None:
             if repair:
                 store.claim_run_id(r["run_id"], r["experiment_id"])
                 report.mark_repaired({"missing_run_claim"}, path)
+
+
+def _doctor_orphan_run_claims(
+    store: Store, known: set[str], report: DoctorReport, repair: bool
+) -> None:
+    """Run-id claims with no run events: a create that failed after claiming the id.
+
+    A claim is written just before its run's first events, so a young orphan may be a
+    create in progress; ``repair`` removes only those older than ``gc_grace_seconds``.
+    """
+    folder = store.path("runs")
+    cutoff = now_ms() - int(settings.get("gc_grace_seconds") * 1000)
+    for file in store.listdir(folder):
+        if file.startswith(".tmp-") or not file.endswith(".json"):
+            continue
+        run_id = file[: -len(".json")]
+        if run_id in known:
+            continue
+        path = f"{folder}/{file}"
+        report.add("orphan_run_claim", path, f"run {run_id} has no events", "warning")
+        if repair:
+            mtime = _mtime_ms(store, path)
+            if mtime is not None and mtime < cutoff:
+                _rm(store, path)
+                report.mark_repaired({"orphan_run_claim"}, path)

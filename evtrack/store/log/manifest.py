@@ -35,7 +35,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from evtrack.errors import StoreError
+from evtrack.clock import now_ms
+from evtrack.errors import ConcurrentUpdate, StoreError
 
 if TYPE_CHECKING:  # pragma: no cover
     from evtrack.store.log.layout import Store
@@ -320,7 +321,7 @@ def read_manifest(store: Store, experiment_id: str) -> Manifest:
     return Manifest(experiment_id)
 
 
-class Conflict(Exception):
+class Conflict(ConcurrentUpdate):
     """Another process replaced what this commit replaces, or covered its segments."""
 
 
@@ -356,7 +357,7 @@ def commit(
         new = Manifest(
             base.experiment_id,
             top + 1,
-            int(time.time() * 1000),
+            now_ms(),
             files,
             coverage,
             operation,

@@ -8,7 +8,8 @@ published file) and the ``(writer, seq)`` identity of each event is in exactly o
 Failures a reader meets and what it does:
 
 * a file removed by ``evtrack gc`` between listing and reading: :class:`FileNotFoundError`,
-  and :func:`read_events` starts again from a fresh listing;
+  and :func:`read_events` starts again from a fresh listing (after five such attempts it
+  raises :class:`~evtrack.errors.StoreUnavailable`, a transient error: try again);
 * a damaged segment (disk fault, hand edit, a copy cut short): a warning is logged once
   per process, the file is counted in :func:`damaged_files` and skipped; every other
   event is still read. ``evtrack doctor`` reports it, ``--repair`` sets it aside;
@@ -28,7 +29,7 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from evtrack.errors import StoreError
+from evtrack.errors import StoreError, StoreUnavailable
 from evtrack.store.log.events import COLUMNS, DICTIONARY_COLUMNS, event_schema
 from evtrack.store.log.manifest import CompactedFile, Manifest, compacted_dir, read_manifest
 from evtrack.store.log.segments import SegmentName, decode, decode_jsonl_many, parse_name
@@ -319,9 +320,13 @@ def read_events(
         try:
             for experiment_id in ids:
                 tables.extend(_experiment_tables(store, experiment_id, run_id, history))
-        except FileNotFoundError:
+        except FileNotFoundError as exc:
             if attempt == attempts - 1:
-                raise
+                raise StoreUnavailable(
+                    f"The store at {store.uri} kept changing while it was read (a file "
+                    f"listed was gone when read, {attempts} times: {exc}). Another process "
+                    "is compacting or collecting garbage; try again."
+                ) from exc
             continue
         tables = [t for t in tables if t.num_rows]
         if not tables:

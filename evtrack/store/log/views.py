@@ -13,13 +13,16 @@ The views (a public, versioned contract, see ``docs/sql.md``)::
     metrics         experiment_id, run_id, key, value, step, timestamp  (full history)
     latest_metrics  experiment_id, run_id, key, value, step, timestamp
                     (per key: max step, then max timestamp, then max value with NaN
-                    counted as 0, then the first logged - MLflow's rule)
+                    counted as 0, then the first logged - MLflow's rule, see fold.py)
     artifacts       experiment_id, run_id, path, size, sha256, time   (current files)
     inputs          experiment_id, run_id, name, digest, context, dataset (JSON)
+    logged_models, logged_model_tags, logged_model_params, registered_models,
+    registered_model_tags, registered_model_aliases, model_versions,
+    model_version_tags      see evtrack.store.log.model_views
 
-Of two events for the same thing, the one with the larger ``(time, seq, writer)`` wins,
-except params, where the first wins (a different value is refused at write time;
-if two processes race, every reader still agrees on one value).
+Which event decides each fact is :mod:`evtrack.store.log.fold`'s rule: of two events for
+the same thing the later by ``(time, seq, writer)`` wins, except params, where the first
+wins.
 """
 
 from __future__ import annotations
@@ -28,18 +31,20 @@ import os
 import threading
 from typing import TYPE_CHECKING, Any
 
+from evtrack.store.log.fold import EVENT_ORDER, METRIC_RANK
+
 if TYPE_CHECKING:  # pragma: no cover
     import duckdb
     import pyarrow as pa
 
     from evtrack.store.log.layout import Store
 
-__all__ = ["VIEW_NAMES", "VIEWS_VERSION", "connect", "load_events"]
+__all__ = ["VIEW_NAMES", "VIEWS_VERSION", "connect", "load_events", "private_connection"]
 
 #: Version of the view schemas below; bumped on any incompatible change.
 VIEWS_VERSION = 1
 
-_ORDER = "(time, seq, writer)"
+_ORDER = EVENT_ORDER
 
 _VIEWS = {
     "events": "select * from ev",
@@ -100,13 +105,13 @@ _VIEWS = {
         select experiment_id, run_id, key, value, step, timestamp
         from ev where kind = 'metric'
     """,
-    "latest_metrics": """
+    "latest_metrics": f"""
         select experiment_id, run_id, key, m.value as value, m.step as step,
                m.timestamp as timestamp
         from (
             select experiment_id, run_id, key,
-                   arg_max({'value': value, 'step': step, 'timestamp': timestamp},
-                           (step, timestamp, if(isnan(value), 0, value), -time, -seq)) as m
+                   arg_max({{'value': value, 'step': step, 'timestamp': timestamp}},
+                           {METRIC_RANK}) as m
             from ev where kind = 'metric' group by all
         )
     """,
@@ -127,6 +132,10 @@ _VIEWS = {
         from ev where kind = 'input'
     """,
 }
+
+from evtrack.store.log.model_views import MODEL_VIEWS  # noqa: E402 - logged models, registry
+
+_VIEWS.update(MODEL_VIEWS)
 
 VIEW_NAMES = tuple(_VIEWS)
 
@@ -184,6 +193,22 @@ def connect(events: pa.Table) -> duckdb.DuckDBPyConnection:
             _BASE, _BASE_PID = base, os.getpid()
         con = _BASE.cursor()
     con.register("ev", events)
+    return con
+
+
+def private_connection(events: pa.Table) -> duckdb.DuckDBPyConnection:
+    """A DuckDB database of its own with ``events`` as ``ev`` and every view defined.
+
+    For user SQL: it may create, replace or drop anything (``drop view runs``) without
+    touching the shared catalog of :func:`connect` that every other read goes through.
+    Costs the 30-50 ms of defining the views, which :func:`connect` saves.
+    """
+    import duckdb
+
+    con = duckdb.connect()
+    con.register("ev", events)
+    for name, sql in _VIEWS.items():
+        con.execute(f"create view {name} as {sql}")
     return con
 
 

@@ -48,11 +48,11 @@ import re
 import secrets
 import sys
 import threading
-import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from evtrack import settings
+from evtrack.clock import now_ms
 from evtrack.errors import SegmentRefused
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -60,7 +60,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from evtrack.store.log.layout import Store
 
-__all__ = ["Writer", "close_writer", "flush_all", "get_writer", "now_ms"]
+__all__ = ["Writer", "close_writer", "flush_all", "get_writer"]
 
 _log = logging.getLogger(__name__)
 
@@ -86,10 +86,6 @@ def close_writer(store: Store) -> None:
             return
         del _WRITERS[id(store)]
     writer.close()
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 @dataclass

@@ -12,7 +12,7 @@ import urllib.parse
 from typing import TYPE_CHECKING, Any
 
 from evtrack import settings
-from evtrack.errors import EvtrackError, StoreError, error_for_code
+from evtrack.errors import EvtrackError, StoreUnavailable, error_for_code
 
 if TYPE_CHECKING:  # pragma: no cover
     pass
@@ -27,7 +27,7 @@ def is_http_uri(uri: str | None) -> bool:
     return bool(uri) and str(uri).startswith(("http://", "https://"))
 
 
-class ServerUnreachable(StoreError):
+class ServerUnreachable(StoreUnavailable):
     """The server did not answer (or answered 5xx) after every retry."""
 
 
@@ -133,8 +133,8 @@ class _Http:
 
 
 def _http_error(status: int, data: bytes) -> EvtrackError:
-    """The server's error, carrying the HTTP status it came with (so ``retryable`` is
-    decided by what the server said: 4xx permanent, 429 and 5xx transient)."""
+    """The server's error, carrying the HTTP status it came with: whatever its class,
+    it is retryable when the server answered 429 or 5xx (see :mod:`evtrack.errors`)."""
     try:
         body = json.loads(data)
         err = error_for_code(body["error_code"], body["message"])
@@ -142,4 +142,6 @@ def _http_error(status: int, data: bytes) -> EvtrackError:
         text = data[:500].decode("utf-8", "replace")
         err = EvtrackError(f"HTTP {status}: {text}")
     err.http_status = status
+    if status == 429 or status >= 500:
+        err.retryable = True
     return err

@@ -312,7 +312,7 @@
 
   if (isRun) {
     let version = root.dataset.version;
-    ev.poll(async () => {
+    ev.live(root.dataset.changesUrl, async () => {
       const v = await ev.fetchJSON(root.dataset.versionUrl);
       if (v.version === version) {
         if (v.run.status === "RUNNING") updateFacts(v.run);
@@ -324,7 +324,18 @@
       updateMetricsTable(v.metrics);
       await Promise.all(Array.from(charts.values()).filter((c) => c.results).map((c) => load(c)));
       ev.liveStatus(`Updated ${ev.fmtTime(Date.now()).slice(11)}`);
-    }, ev.pollMs);
+    });
+    // A running run's duration grows without a request: counted here, from its start.
+    const start = Number(cfg.start_time);
+    const duration = document.getElementById("run-duration");
+    if (duration && isFinite(start) && start > 0) {
+      setInterval(() => {
+        const status = document.querySelector("#run-status .status");
+        if (!document.hidden && status && status.textContent === "RUNNING") {
+          duration.textContent = ev.fmtDuration(Math.max(0, Date.now() - start));
+        }
+      }, 1000);
+    }
   }
   root.dataset.ready = "1";
 })();

@@ -258,12 +258,12 @@
     ev.liveStatus(`Updated ${ev.fmtTime(Date.now()).slice(11)}`);
   }
 
-  ev.poll(async () => {
+  ev.live(page.dataset.changesUrl, async () => {
     const v = await ev.fetchJSON(page.dataset.versionUrl);
     if (v.version === version) return;
     version = v.version;
     await refresh();
-  }, ev.pollMs);
+  });
 
   syncSelection();
   page.dataset.ready = "1";

@@ -82,6 +82,73 @@
     schedule();
   };
 
+  /**
+   * Run ``fn`` whenever the server pushes a change on the event stream ``url``
+   * (Server-Sent Events): an idle page sends no request at all. Calls never overlap;
+   * changes that arrive during a call make one more call after it. A hidden tab closes
+   * its stream (freeing the server's slot) and catches up when shown again. If the
+   * server refuses the stream (503 past its cap, or live updates off), fall back to
+   * ``ev.poll(fn, ev.pollMs)``.
+   */
+  ev.live = function (url, fn) {
+    if (!url || typeof EventSource === "undefined") {
+      ev.liveMode = "poll";
+      return ev.poll(fn, ev.pollMs);
+    }
+    let running = false;
+    let again = false;
+    const run = async () => {
+      if (running) {
+        again = true;
+        return;
+      }
+      running = true;
+      try {
+        do {
+          again = false;
+          await fn();
+        } while (again);
+      } catch (e) {
+        ev.liveStatus("Live update failed: " + e.message, false);
+      } finally {
+        running = false;
+      }
+    };
+    let source = null;
+    let opened = false;
+    let fallen = false;
+    const open = () => {
+      source = new EventSource(url);
+      ev.liveSource = source;
+      source.addEventListener("change", run);
+      source.onopen = () => {
+        ev.liveMode = "push";
+        if (opened) run(); // reconnected: catch up on what happened meanwhile
+        opened = true;
+      };
+      source.onerror = () => {
+        if (source.readyState === EventSource.CLOSED && !fallen) {
+          fallen = true; // refused for good: the browser will not retry
+          source = null;
+          ev.liveMode = "poll";
+          ev.poll(fn, ev.pollMs);
+        }
+      };
+    };
+    document.addEventListener("visibilitychange", () => {
+      if (fallen) return;
+      if (document.hidden) {
+        if (source) source.close();
+        source = null;
+      } else if (!source) {
+        opened = true; // the reopened stream's onopen catches up
+        open();
+      }
+    });
+    if (!document.hidden) open();
+    else opened = true;
+  };
+
   ev.liveStatus = function (text, fresh) {
     const node = document.getElementById("live");
     if (!node) return;

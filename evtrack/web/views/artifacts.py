@@ -2,6 +2,8 @@
 
 Previews are rendered by the server as escaped text (text, JSON, YAML, MLmodel, CSV as
 a table) or as ``<img>`` (raster images and SVG: an image element never runs script).
+Files are opened only at allowed locations (``WebState.locations``: no URL a client
+chose is fetched) and never through a symlink out of the run's folder.
 Raw files are served with ``X-Content-Type-Options: nosniff`` and
 ``Content-Security-Policy: sandbox``; only raster images and plain text are served
 inline, everything else (HTML and SVG included) as a download, so a file a run wrote
@@ -48,6 +50,8 @@ def _repo(run_id: str):
 
     st = state()
     _, row = st.snapshots.run(run_id)
+    if st.locations is not None:  # never fetch a URL a client chose (SSRF)
+        st.locations.check_read(row["artifact_uri"])
     return ArtifactRepository(row["artifact_uri"], st.store.storage_options)
 
 
@@ -58,18 +62,16 @@ def _clean(path: str | None) -> str:
 
 
 def _full(repo, rel: str) -> str:
-    return f"{repo.root}/{rel}" if rel else repo.root
+    """The checked full path: a symlink out of the run's folder is refused."""
+    return repo.path_of(rel)
 
 
 def tree(repo) -> tuple[list[dict[str, Any]], bool]:
     """Nested ``{"name", "path", "is_dir", "size", "children"}``; and whether it was cut."""
-    try:
-        found = repo.fs.find(repo.root, detail=True, withdirs=True)
-    except FileNotFoundError:
-        return [], False
+    found = repo.walk()  # files only; symlinks out of the folder are left out
     root: dict[str, Any] = {"children": {}}
     truncated = len(found) > MAX_TREE
-    for full, info in sorted(found.items())[:MAX_TREE]:
+    for full, size in found[:MAX_TREE]:
         rel = posixpath.relpath(full.rstrip("/"), repo.root)
         if rel in (".", "") or any(p.startswith(".tmp-") for p in rel.split("/")):
             continue
@@ -86,9 +88,9 @@ def tree(repo) -> tuple[list[dict[str, Any]], bool]:
                     "size": None,
                     "children": {},
                 }
-            if last and info.get("type") != "directory":
+            if last:
                 child["is_dir"] = False
-                child["size"] = info.get("size")
+                child["size"] = size
             node = child
 
     def finish(node: dict[str, Any]) -> list[dict[str, Any]]:
@@ -275,10 +277,7 @@ def artifact_raw(run_id: str):
     resp.headers["X-Content-Type-Options"] = "nosniff"
     resp.headers["Cross-Origin-Resource-Policy"] = "same-origin"
     if attachment:
-        from urllib.parse import quote
+        from evtrack.web.headers import content_disposition
 
-        ascii_name = "".join(c if 32 <= ord(c) < 127 and c not in '"\\' else "_" for c in name)
-        resp.headers["Content-Disposition"] = (
-            f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name)}"
-        )
+        resp.headers["Content-Disposition"] = content_disposition(name)
     return resp

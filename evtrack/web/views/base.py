@@ -16,11 +16,14 @@ from typing import TYPE_CHECKING, Any
 from flask import Blueprint, Response, current_app, render_template, request
 
 from evtrack.errors import EvtrackError, InvalidParameterValue, ResourceDoesNotExist
+from evtrack.web import headers
 
 if TYPE_CHECKING:  # pragma: no cover
+    from evtrack.artifacts.locations import ArtifactLocations
     from evtrack.store.log.layout import Store
     from evtrack.web.series import SeriesCache
     from evtrack.web.snapshots import Snapshots
+    from evtrack.web.views.live import LiveStreams
 
 __all__ = ["WebState", "blueprint", "page", "state", "to_json"]
 
@@ -35,13 +38,6 @@ blueprint = Blueprint(
 EXTENSION = "evtrack_web"
 READ_METHODS = ("GET", "HEAD")
 
-#: Pages may only load scripts, styles and images from the server itself: a value that
-#: slipped past escaping still could not run inline script.
-PAGE_CSP = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
-    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
-)
-
 
 @dataclass
 class WebState:
@@ -52,6 +48,10 @@ class WebState:
     series: SeriesCache
     tracking_uri: str
     poll_seconds: float = 3.0
+    #: Pushes changes to live pages (see :mod:`evtrack.web.views.live`); None: pages poll.
+    live: LiveStreams | None = None
+    #: Which run artifact URIs the views may open (None: any; see evtrack.artifacts.locations).
+    locations: ArtifactLocations | None = None
 
 
 def state() -> WebState:
@@ -74,14 +74,10 @@ def reject_writes() -> Response | None:
 blueprint.before_request(reject_writes)
 
 
-@blueprint.after_request
-def _headers(resp: Response) -> Response:
-    resp.headers.setdefault("X-Content-Type-Options", "nosniff")
-    resp.headers.setdefault("Referrer-Policy", "same-origin")
-    if resp.mimetype == "text/html":
-        resp.headers.setdefault("Content-Security-Policy", PAGE_CSP)
-        resp.headers.setdefault("X-Frame-Options", "DENY")
-    return resp
+# The blueprint's own hook covers its pages and errors wherever it is mounted; the apps
+# that serve it (web.app.create_app, server.app.create_app) add the same hook app-wide,
+# for 404s of URLs no route matches.
+blueprint.after_request(headers.apply)
 
 
 # -- JSON ---------------------------------------------------------------------------------
@@ -119,7 +115,14 @@ def page(template: str, data: dict[str, Any], status: int = 200, **extra: Any) -
     """The page as HTML, or its JSON twin (``data``) with ``?format=json``."""
     if wants_json():
         return to_json(data, status)
-    html = render_template(template, data=data, poll_ms=int(state().poll_seconds * 1000), **extra)
+    web = state()
+    html = render_template(
+        template,
+        data=data,
+        poll_ms=int(web.poll_seconds * 1000),
+        live=web.live is not None,
+        **extra,
+    )
     resp = Response(html, status=status, mimetype="text/html")
     resp.headers["Cache-Control"] = "no-store"
     return resp

@@ -95,7 +95,9 @@ def runs_csv(experiment_id: str):
 
     def generate():
         buf = io.StringIO()
-        writer = csv.writer(buf, lineterminator="\n")
+        # Every text cell quoted, numbers bare: a spreadsheet keeps -0.5 a number and
+        # reads quoted text as text (see table._csv_cell for the formula guard).
+        writer = csv.writer(buf, lineterminator="\n", quoting=csv.QUOTE_NONNUMERIC)
         writer.writerow(first)
         for row in rows:
             writer.writerow(row)
@@ -105,7 +107,9 @@ def runs_csv(experiment_id: str):
                 buf.truncate()
         yield buf.getvalue()
 
+    from evtrack.web.headers import content_disposition
+
     name = f"runs-{snap.experiment_id}.csv"
     resp = Response(generate(), mimetype="text/csv")
-    resp.headers["Content-Disposition"] = f'attachment; filename="{name}"'
+    resp.headers["Content-Disposition"] = content_disposition(name)
     return resp

@@ -1,0 +1,321 @@
+"""MLflow's ``AbstractStore`` over an evtrack store: stock ``mlflow`` logs to the event log.
+
+``MLFLOW_TRACKING_URI=evtrack:///abs/path`` (or ``evtrack+s3://bucket/prefix``...) makes
+MLflow build :class:`EvtrackTrackingStore`, which translates each store call into
+evtrack's public client API (:class:`evtrack.MlflowClient`) and each evtrack entity
+back into MLflow's. Nothing is copied: MLflow and evtrack read and write the same events.
+
+Limits, frankly:
+
+* Durability follows evtrack, not MLflow's file store: params, tags, run creation and
+  termination are durable when the call returns; metric-only ``log_batch`` calls (what
+  ``mlflow.log_metric`` becomes) are buffered and flushed in the background, at
+  ``end_run`` and at process exit, so a ``kill -9`` can lose the last
+  ``EVTRACK_FLUSH_INTERVAL`` seconds of metric points (see docs/settings.md).
+* Traces, assessments, GenAI datasets, scorers, prompts and gateway endpoints are not
+  implemented (MLflow's base class raises ``NotImplementedError`` for them). Logged
+  models (``mlflow.<flavor>.log_model`` in MLflow 3) and the model registry are not
+  implemented yet either; see docs/mlflow-bridge.md.
+* Runs from ``search_runs`` carry no dataset inputs (``get_run`` has them): reading them
+  means a query over the raw event history, too slow to do for every page.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+
+from mlflow.entities import (
+    Dataset,
+    DatasetInput,
+    Experiment,
+    ExperimentTag,
+    InputTag,
+    Metric,
+    Param,
+    Run,
+    RunData,
+    RunInfo,
+    RunInputs,
+    RunStatus,
+    RunTag,
+    ViewType,
+)
+from mlflow.exceptions import MlflowException
+from mlflow.protos import databricks_pb2
+from mlflow.store.entities.paged_list import PagedList
+from mlflow.store.tracking.abstract_store import AbstractStore
+
+import evtrack
+from evtrack import entities as ev
+from evtrack.errors import EvtrackError
+from evtrack.mlflow_plugin.uris import absolute_artifact_location, to_evtrack_uri, to_store_url
+
+__all__ = ["EvtrackTrackingStore"]
+
+
+def _mlflow_error(exc: EvtrackError) -> MlflowException:
+    code = getattr(databricks_pb2, exc.error_code, databricks_pb2.INTERNAL_ERROR)
+    return MlflowException(exc.message, error_code=code)
+
+
+def _translating(method):
+    """Re-raise evtrack's errors as MLflow's, with the same error code."""
+
+    @functools.wraps(method)
+    def wrapper(*args, **kwargs):
+        try:
+            return method(*args, **kwargs)
+        except EvtrackError as exc:
+            raise _mlflow_error(exc) from exc
+
+    return wrapper
+
+
+def _public_uri(url: str) -> str:
+    """What MLflow sees as an artifact location: local paths stay ``file://`` (MLflow's
+    own repository serves them); any other fsspec URL gets the ``evtrack+`` scheme so that
+    our artifact repository (fsspec, same credentials as the store) serves it."""
+    if not url or url.startswith("file://") or "://" not in url:
+        return url
+    return to_evtrack_uri(url)
+
+
+def _experiment(exp: ev.Experiment) -> Experiment:
+    return Experiment(
+        experiment_id=exp.experiment_id,
+        name=exp.name,
+        artifact_location=_public_uri(exp.artifact_location),
+        lifecycle_stage=exp.lifecycle_stage,
+        tags=[ExperimentTag(k, v) for k, v in exp.tags.items()],
+        creation_time=exp.creation_time,
+        last_update_time=exp.last_update_time,
+    )
+
+
+def _run_info(info: ev.RunInfo) -> RunInfo:
+    return RunInfo(
+        run_id=info.run_id,
+        experiment_id=info.experiment_id,
+        user_id=info.user_id,
+        status=info.status,
+        start_time=info.start_time,
+        end_time=info.end_time,
+        lifecycle_stage=info.lifecycle_stage,
+        artifact_uri=_public_uri(info.artifact_uri),
+        run_name=info.run_name,
+    )
+
+
+class EvtrackTrackingStore(AbstractStore):
+    """MLflow's tracking store interface, implemented over :class:`evtrack.MlflowClient`."""
+
+    def __init__(self, store_uri: str, artifact_uri: str | None = None) -> None:
+        super().__init__()
+        self.store_uri = store_uri
+        self.client = evtrack.MlflowClient(to_store_url(store_uri))
+        self.artifact_uri = artifact_uri
+
+    # -- experiments -------------------------------------------------------------------
+
+    @_translating
+    def search_experiments(
+        self,
+        view_type=ViewType.ACTIVE_ONLY,
+        max_results=1000,
+        filter_string=None,
+        order_by=None,
+        page_token=None,
+    ):
+        found = self.client.search_experiments(
+            view_type, max_results, filter_string, order_by, page_token
+        )
+        return PagedList([_experiment(e) for e in found], found.token)
+
+    @_translating
+    def create_experiment(self, name, artifact_location=None, tags=None):
+        if artifact_location:  # relative: against the working directory, as MLflow's stores
+            artifact_location = to_store_url(absolute_artifact_location(artifact_location))
+        return self.client.create_experiment(
+            name, artifact_location, {t.key: t.value for t in tags or ()}
+        )
+
+    @_translating
+    def get_experiment(self, experiment_id):
+        return _experiment(self.client.get_experiment(str(experiment_id)))
+
+    @_translating
+    def get_experiment_by_name(self, experiment_name):
+        exp = self.client.get_experiment_by_name(experiment_name)
+        return None if exp is None else _experiment(exp)
+
+    @_translating
+    def delete_experiment(self, experiment_id):
+        self.client.delete_experiment(str(experiment_id))
+
+    @_translating
+    def restore_experiment(self, experiment_id):
+        self.client.restore_experiment(str(experiment_id))
+
+    @_translating
+    def rename_experiment(self, experiment_id, new_name):
+        self.client.rename_experiment(str(experiment_id), new_name)
+
+    @_translating
+    def set_experiment_tag(self, experiment_id, tag):
+        self.client.set_experiment_tag(str(experiment_id), tag.key, tag.value)
+
+    @_translating
+    def delete_experiment_tag(self, experiment_id, key):
+        self.client.delete_experiment_tag(str(experiment_id), key)
+
+    # -- runs ----------------------------------------------------------------------------
+
+    def _run(self, run: ev.Run, with_inputs: bool = False) -> Run:
+        data = RunData(
+            metrics=[Metric(m.key, m.value, m.timestamp, m.step) for m in run.data._metric_objs],
+            params=[Param(k, v) for k, v in run.data.params.items()],
+            tags=[RunTag(k, v) for k, v in run.data.tags.items()],
+        )
+        inputs = RunInputs(dataset_inputs=self._inputs(run) if with_inputs else [])
+        return Run(_run_info(run.info), data, inputs)
+
+    def _inputs(self, run: ev.Run) -> list[DatasetInput]:
+        rows = self.client.sql(
+            "select dataset from inputs where run_id = ? order by digest", [run.info.run_id]
+        ).fetchall()
+        out = []
+        for (text,) in rows:
+            body = json.loads(text)
+            ds = body.get("dataset") or {}
+            out.append(
+                DatasetInput(
+                    Dataset(
+                        name=ds.get("name"),
+                        digest=ds.get("digest"),
+                        source_type=ds.get("source_type"),
+                        source=ds.get("source"),
+                        schema=ds.get("schema"),
+                        profile=ds.get("profile"),
+                    ),
+                    [InputTag(k, v) for k, v in (body.get("tags") or {}).items()],
+                )
+            )
+        return out
+
+    @_translating
+    def get_run(self, run_id):
+        return self._run(self.client.get_run(run_id), with_inputs=True)
+
+    @_translating
+    def create_run(self, experiment_id, user_id, start_time, tags, run_name):
+        run = self.client.create_run(
+            str(experiment_id),
+            start_time=start_time,
+            tags={t.key: t.value for t in tags or ()},
+            run_name=run_name,
+            user_id=user_id,
+        )
+        return Run(
+            _run_info(run.info), RunData(tags=[RunTag(k, v) for k, v in run.data.tags.items()])
+        )
+
+    @_translating
+    def update_run_info(self, run_id, run_status, end_time, run_name):
+        status = run_status if isinstance(run_status, str) else RunStatus.to_string(run_status)
+        if RunStatus.is_terminated(RunStatus.from_string(status)):
+            self.client.set_terminated(run_id, status, end_time)
+        else:
+            self.client.update_run(run_id, status=status)
+        if run_name:
+            self.client.update_run(run_id, name=run_name)
+        return _run_info(self.client.get_run(run_id).info)
+
+    @_translating
+    def delete_run(self, run_id):
+        self.client.delete_run(run_id)
+
+    @_translating
+    def restore_run(self, run_id):
+        self.client.restore_run(run_id)
+
+    # -- logging ----------------------------------------------------------------------------
+
+    @_translating
+    def log_batch(self, run_id, metrics, params, tags):
+        self.client.log_batch(
+            run_id,
+            metrics=[ev.Metric(m.key, m.value, m.timestamp, m.step or 0) for m in metrics],
+            params=[ev.Param(p.key, p.value) for p in params],
+            tags=[ev.RunTag(t.key, t.value) for t in tags],
+        )
+
+    def log_metric(self, run_id, metric):
+        self.log_batch(run_id, [metric], [], [])
+
+    def log_param(self, run_id, param):
+        self.log_batch(run_id, [], [param], [])
+
+    def set_tag(self, run_id, tag):
+        self.log_batch(run_id, [], [], [tag])
+
+    @_translating
+    def delete_tag(self, run_id, key):
+        self.client.delete_tag(run_id, key)
+
+    @_translating
+    def log_inputs(self, run_id, datasets=None, models=None):
+        if models:
+            raise MlflowException(
+                "Logged-model inputs are not supported by the evtrack plugin yet.",
+                error_code=databricks_pb2.INVALID_PARAMETER_VALUE,
+            )
+        self.client.log_inputs(run_id, datasets or [])
+
+    def link_traces_to_run(self, trace_ids, run_id):
+        raise MlflowException(
+            "Traces are not supported by the evtrack plugin.",
+            error_code=databricks_pb2.INVALID_PARAMETER_VALUE,
+        )
+
+    def search_logged_models(
+        self,
+        experiment_ids,
+        filter_string=None,
+        datasets=None,
+        max_results=None,
+        order_by=None,
+        page_token=None,
+    ):
+        # The plugin cannot create logged models yet (create_logged_model raises), so an
+        # evtrack store holds none and the true answer is an empty page. MLflow's
+        # ``runs:/`` artifact resolution asks this before falling back to run artifacts.
+        return PagedList([], None)
+
+    # -- reading ----------------------------------------------------------------------------
+
+    @_translating
+    def get_metric_history(self, run_id, metric_key, max_results=None, page_token=None):
+        history = self.client.get_metric_history(run_id, metric_key)
+        offset = int(page_token) if page_token else 0
+        if max_results is None:
+            page, token = history[offset:], None
+        else:
+            page = history[offset : offset + max_results]
+            end = offset + len(page)
+            token = str(end) if end < len(history) else None
+        return PagedList([Metric(m.key, m.value, m.timestamp, m.step) for m in page], token)
+
+    @_translating
+    def _search_runs(
+        self, experiment_ids, filter_string, run_view_type, max_results, order_by, page_token
+    ):
+        found = self.client.search_runs(
+            [str(e) for e in experiment_ids],
+            filter_string or "",
+            run_view_type,
+            max_results,
+            order_by,
+            page_token,
+        )
+        return [self._run(r) for r in found], found.token

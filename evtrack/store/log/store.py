@@ -1,0 +1,675 @@
+"""``LogStore``: the :class:`~evtrack.store.base.TrackingStore` over the event log.
+
+Writes become events in the process's :class:`~evtrack.store.log.writer.Writer` (the run
+half lives in :mod:`evtrack.store.log.run_writes`); reads first flush that writer (a
+process always reads its own writes), then fold the store's events with DuckDB
+(:mod:`evtrack.store.log.views`). Experiment ids, experiment names and run ids are
+claimed create-only in the store's folder (:mod:`evtrack.store.log.layout`), which is
+what lets any number of processes write without coordinating.
+
+A tracking-server worker opens its store with ``shared=True`` and a ``commit`` that
+batches flushes across requests (see :mod:`evtrack.server.commit`): params are then
+re-read before each param write (another worker may have logged it), and metric-only
+batches check the run's state through a cache trusted for ``active_ttl`` seconds.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from evtrack.clock import now_ms
+from evtrack.entities import (
+    DatasetInput,
+    Experiment,
+    LifecycleStage,
+    Metric,
+    Run,
+    RunData,
+    RunInfo,
+    ViewType,
+)
+from evtrack.errors import (
+    ExperimentNotFound,
+    InvalidParameterValue,
+    InvalidState,
+    ResourceAlreadyExists,
+    RunNotFound,
+)
+from evtrack.store.base import (
+    DEFAULT_EXPERIMENT_ID,
+    DEFAULT_EXPERIMENT_NAME,
+    PagedList,
+    dataset_input,
+    history_metrics,
+)
+from evtrack.store.log.layout import Store, get_store
+from evtrack.store.log.run_writes import RunWrites
+from evtrack.store.log.writer import get_writer
+from evtrack.tracking import validation
+
+if TYPE_CHECKING:  # pragma: no cover
+    import duckdb
+    import pyarrow as pa
+
+    from evtrack.artifacts.repository import ArtifactRepository
+
+__all__ = ["LogStore"]
+
+
+class LogStore(RunWrites):
+    """Experiments and runs as events in a folder or bucket (any fsspec filesystem)."""
+
+    def __init__(
+        self,
+        uri: str,
+        *,
+        storage_options: dict[str, Any] | None = None,
+        artifact_root: str | None = None,
+        commit: Callable[[], None] | None = None,
+        shared: bool = False,
+        active_ttl: float = 2.0,
+    ) -> None:
+        super().__init__()
+        self.layout: Store = get_store(uri, storage_options)
+        self.uri = self.layout.uri
+        self.writer = get_writer(self.layout)
+        self.artifact_root = artifact_root.rstrip("/") if artifact_root else None
+        self._commit_fn = commit
+        self.shared = shared
+        self.active_ttl = active_ttl
+        self._active: dict[str, float] = {}  # run id -> monotonic time it was seen active
+        self._experiments: dict[str, tuple[float, Experiment]] = {}  # for create_run only
+        self._default_ready = False
+
+    def __repr__(self) -> str:
+        return f"LogStore({self.uri!r})"
+
+    def _commit(self, run_id: str | None = None) -> None:
+        if self._commit_fn is not None:
+            self._commit_fn()
+        else:
+            self.writer.flush(run_id)
+
+    # -- plumbing ------------------------------------------------------------------------
+
+    def ensure_ready(self) -> None:
+        """Make sure the store is initialised and the Default experiment exists."""
+        if self._default_ready:
+            return
+        layout = self.layout
+        layout.ensure()
+        with self._lock:
+            if self._default_ready:
+                return
+            marker = layout.path("experiments", DEFAULT_EXPERIMENT_ID, "experiment.json")
+            if not layout.exists(marker):
+                # Events first, marker last: whoever sees the marker also sees the events.
+                # Processes racing here both write the same attributes, which is harmless.
+                created = now_ms()
+                try:
+                    layout.claim_name(DEFAULT_EXPERIMENT_NAME, DEFAULT_EXPERIMENT_ID)
+                except ResourceAlreadyExists:
+                    pass  # another experiment was renamed to "Default": keep theirs
+                self._experiment_events(
+                    DEFAULT_EXPERIMENT_ID,
+                    name=DEFAULT_EXPERIMENT_NAME,
+                    artifact_location=self._default_artifact_location(DEFAULT_EXPERIMENT_ID),
+                    lifecycle_stage=LifecycleStage.ACTIVE,
+                    creation_time=created,
+                    last_update_time=created,
+                )
+                self.writer.flush()
+                layout.ensure_experiment_dir(DEFAULT_EXPERIMENT_ID, {"name": "Default"})
+            self._default_ready = True
+
+    def _experiment_events(self, experiment_id: str, **attrs: Any) -> None:
+        self._experiments.pop(experiment_id, None)  # our own change: seen at once
+        t = now_ms()
+        for key, value in attrs.items():
+            self.writer.add(experiment_id, None, "experiment", key, str(value), time_ms=t)
+
+    def _default_artifact_location(self, experiment_id: str) -> str:
+        from evtrack import settings
+
+        root = self.artifact_root or settings.get("artifact_root")
+        if root:
+            return f"{root.rstrip('/')}/{experiment_id}"
+        return self.layout.url("experiments", experiment_id, "artifacts")
+
+    def _events(
+        self,
+        experiment_ids: list[str] | None = None,
+        run_id: str | None = None,
+        history: bool = False,
+    ) -> pa.Table:
+        """The current events (after flushing our own); see :func:`views.load_events`.
+
+        Without ``history`` compacted data is read from the reduced files (only the
+        events that decide each view): every view but ``metrics`` and ``events`` is
+        then complete, and a search over 10,000 runs reads a few files.
+        """
+        from evtrack.store.log.views import load_events
+
+        self.ensure_ready()
+        self.writer.flush()
+        return load_events(self.layout, experiment_ids, run_id, history)
+
+    def _read(
+        self,
+        experiment_ids: list[str] | None = None,
+        run_id: str | None = None,
+        history: bool = False,
+    ) -> duckdb.DuckDBPyConnection:
+        from evtrack.store.log.views import connect
+
+        return connect(self._events(experiment_ids, run_id, history))
+
+    def experiment_of(self, run_id: str) -> str:
+        experiment_id = self._run_experiment.get(run_id)
+        if experiment_id is None:
+            validation.check_run_id(run_id)
+            self.ensure_ready()
+            experiment_id = self.layout.experiment_of_run(run_id)
+            if experiment_id is None:
+                raise RunNotFound(f"Run with id={run_id} not found")
+            self._run_experiment[run_id] = experiment_id
+        return experiment_id
+
+    def _logged_params(self, run_id: str) -> dict[str, str]:
+        con = self._read([self.experiment_of(run_id)], run_id)
+        try:
+            return dict(con.execute("select key, value from params").fetchall())
+        finally:
+            con.close()
+
+    def _fresh_params(self, run_id: str, params: dict[str, str]) -> dict[str, str]:
+        if self.shared:
+            self._params.pop(run_id, None)  # another worker may have logged it
+        return super()._fresh_params(run_id, params)
+
+    # -- experiments ---------------------------------------------------------------------
+
+    def create_experiment(
+        self,
+        name: str,
+        artifact_location: str | None = None,
+        tags: dict[str, Any] | None = None,
+    ) -> str:
+        validation.check_experiment_name(name)
+        tags = dict(validation.check_experiment_tag(k, v) for k, v in (tags or {}).items())
+        if artifact_location is not None:
+            validation.check_experiment_artifact_location(artifact_location)
+        self.ensure_ready()
+        layout = self.layout
+        owner = layout.name_owner(name)
+        if owner is not None:
+            found = self._select_experiments("experiment_id = ?", [owner], only=owner)
+            if not found or found[0].name == name:
+                stage = found[0].lifecycle_stage if found else "active"
+                raise ResourceAlreadyExists(
+                    f"Experiment '{name}' already exists in {stage} state (id {owner}). "
+                    "Choose another name"
+                    + (", or restore that experiment." if stage == "deleted" else ".")
+                )
+            # The claim's experiment has since been renamed (a rename that crashed before
+            # releasing the old name): the claim is stale.
+            layout.release_name(name)
+        created = now_ms()
+        experiment_id = layout.claim_experiment_id({"name": name, "created": created})
+        layout.claim_name(name, experiment_id)
+        self._experiment_events(
+            experiment_id,
+            name=name,
+            artifact_location=artifact_location or self._default_artifact_location(experiment_id),
+            lifecycle_stage=LifecycleStage.ACTIVE,
+            creation_time=created,
+            last_update_time=created,
+        )
+        for key, value in tags.items():
+            self.writer.add(experiment_id, None, "experiment_tag", key, str(value), time_ms=created)
+        self._commit()
+        return experiment_id
+
+    def _select_experiments(
+        self, where: str = "true", params: list | None = None, only: str | None = None
+    ) -> list[Experiment]:
+        """Experiments matching ``where``; ``only`` reads just that experiment's events."""
+        from evtrack.store.log.views import rows
+
+        con = self._read(None if only is None else [only])
+        try:
+            tags: dict[str, dict[str, str]] = {}
+            for eid, key, value in con.execute(
+                "select experiment_id, key, value from experiment_tags"
+            ).fetchall():
+                tags.setdefault(eid, {})[key] = value
+            return [
+                Experiment(tags=tags.get(r["experiment_id"], {}), **r)
+                for r in rows(con, f"select * from experiments where {where}", params)
+            ]
+        finally:
+            con.close()
+
+    def _experiment_from_segments(self, experiment_id: str) -> Experiment | None:
+        """The experiment without DuckDB while its events are JSONL segments (see
+        :mod:`evtrack.store.log.attributes`); ``None``: read it through the views."""
+        from evtrack.store.log.attributes import experiment_from_segments
+
+        self.ensure_ready()
+        self.writer.flush()  # our own events first, as every read does
+        return experiment_from_segments(self.layout, experiment_id)
+
+    def get_experiment(self, experiment_id: str) -> Experiment:
+        experiment_id = validation.check_experiment_id(experiment_id)
+        exp = self._experiment_from_segments(experiment_id)
+        if exp is not None:
+            return exp
+        found = self._select_experiments("experiment_id = ?", [experiment_id], only=experiment_id)
+        if not found:
+            raise ExperimentNotFound(f"No Experiment with id={experiment_id} exists")
+        return found[0]
+
+    def get_experiment_by_name(self, name: str) -> Experiment | None:
+        if not isinstance(name, str):
+            raise InvalidParameterValue(f"Invalid experiment name: {name!r}. Expects a string.")
+        self.ensure_ready()
+        owner = self.layout.name_owner(name)
+        if owner is None:
+            return None
+        exp = self._experiment_from_segments(owner)
+        if exp is not None and exp.name == name:
+            return exp
+        found = self._select_experiments(
+            "experiment_id = ? and name = ?", [owner, name], only=owner
+        )
+        return found[0] if found else None
+
+    def search_experiments(
+        self,
+        view_type: int = ViewType.ACTIVE_ONLY,
+        max_results: int | None = None,
+        filter_string: str | None = None,
+        order_by: list[str] | None = None,
+        page_token: str | None = None,
+    ) -> PagedList:
+        from evtrack.search import build_search_experiments
+
+        query = build_search_experiments(
+            view_type,
+            filter_string,
+            1000 if max_results is None else max_results,
+            order_by,
+            page_token,
+        )  # parse and check before touching the store
+        con = self._read()
+        try:
+            found = [r[0] for r in con.execute(query.sql, query.params).fetchall()]
+        finally:
+            con.close()
+        ids, token = query.page(found)
+        by_id = {e.experiment_id: e for e in self._select_experiments()}
+        return PagedList([by_id[i] for i in ids if i in by_id], token)
+
+    def _recent_experiment(self, experiment_id: str, max_age: float = 2.0) -> Experiment:
+        """The experiment as read at most ``max_age`` seconds ago by this process.
+
+        ``create_run`` needs the experiment's state and artifact location; rereading the
+        experiment for each of a sweep's runs made run creation slow down as the
+        experiment grew. The cost: a run may be created in an experiment that another
+        process deleted less than ``max_age`` seconds earlier (changes made by this
+        process are seen at once).
+        """
+        cached = self._experiments.get(experiment_id)
+        if cached is not None and time.monotonic() - cached[0] < max_age:
+            return cached[1]
+        exp = self.get_experiment(experiment_id)
+        self._experiments[experiment_id] = (time.monotonic(), exp)
+        return exp
+
+    def rename_experiment(self, experiment_id: str, new_name: str) -> None:
+        validation.check_experiment_name(new_name)
+        exp = self.get_experiment(experiment_id)
+        if exp.lifecycle_stage != LifecycleStage.ACTIVE:
+            raise InvalidState(
+                f"Cannot rename a non-active experiment {experiment_id}. Restore it first."
+            )
+        if new_name == exp.name:
+            return
+        self.layout.claim_name(new_name, experiment_id)
+        self._experiment_events(experiment_id, name=new_name, last_update_time=now_ms())
+        self._commit()
+        self.layout.release_name(exp.name)
+
+    def _set_experiment_stage(self, experiment_id: str, stage: str) -> None:
+        exp = self.get_experiment(experiment_id)
+        if stage == LifecycleStage.DELETED and experiment_id == DEFAULT_EXPERIMENT_ID:
+            raise InvalidParameterValue("Cannot delete the default experiment '0'.")
+        if exp.lifecycle_stage == stage:
+            verb = "delete" if stage == LifecycleStage.DELETED else "restore"
+            raise InvalidParameterValue(
+                f"Cannot {verb} experiment {experiment_id}: it is already {stage}."
+            )
+        self._experiment_events(experiment_id, lifecycle_stage=stage, last_update_time=now_ms())
+        self._commit()
+
+    def delete_experiment(self, experiment_id: str) -> None:
+        self._set_experiment_stage(experiment_id, LifecycleStage.DELETED)
+
+    def restore_experiment(self, experiment_id: str) -> None:
+        self._set_experiment_stage(experiment_id, LifecycleStage.ACTIVE)
+
+    def set_experiment_tag(self, experiment_id: str, key: str, value: Any) -> None:
+        key, value = validation.check_experiment_tag(key, value)
+        self.get_experiment(experiment_id)
+        self.writer.add(experiment_id, None, "experiment_tag", key, value)
+        self._commit()
+
+    def delete_experiment_tag(self, experiment_id: str, key: str) -> None:
+        exp = self.get_experiment(experiment_id)
+        if key not in exp.tags:
+            raise InvalidParameterValue(f"No tag with name: {key} in experiment {experiment_id}.")
+        self.writer.add(experiment_id, None, "experiment_tag", key, None)
+        self._commit()
+
+    # -- runs ----------------------------------------------------------------------------
+
+    def create_run(
+        self,
+        experiment_id: str,
+        start_time: int | None = None,
+        tags: dict[str, Any] | None = None,
+        run_name: str | None = None,
+        *,
+        run_id: str | None = None,
+        user_id: str | None = None,
+    ) -> Run:
+        from evtrack.tracking.context import generate_run_name, user_name
+
+        experiment_id = str(experiment_id)
+        tags = dict(validation.check_tag(k, v, truncate=False) for k, v in (tags or {}).items())
+        exp = self._recent_experiment(experiment_id)
+        if exp.lifecycle_stage != LifecycleStage.ACTIVE:
+            raise InvalidParameterValue(
+                f"The experiment {experiment_id} must be in the 'active' state. "
+                f"Current state is {exp.lifecycle_stage}."
+            )
+        tag_name = tags.get("mlflow.runName")
+        run_name = (
+            validation.check_run_name(run_name, tag_value=tag_name)
+            or tag_name
+            or generate_run_name()
+        )
+        tags["mlflow.runName"] = run_name
+        user_id = validation.check_text(
+            user_id or tags.get("mlflow.user") or user_name(), "user_id"
+        )
+        run_id = validation.check_run_id(run_id) if run_id else uuid.uuid4().hex
+        start_time = now_ms() if start_time is None else validation.check_timestamp(start_time)
+        self.layout.claim_run_id(run_id, experiment_id)
+        self._remember_run(run_id, experiment_id, {})
+        artifact_uri = f"{exp.artifact_location.rstrip('/')}/{run_id}/artifacts"
+        t = now_ms()
+        attrs = {
+            "experiment_id": experiment_id,
+            "run_name": run_name,
+            "user_id": user_id,
+            "status": "RUNNING",
+            "start_time": str(start_time),
+            "lifecycle_stage": LifecycleStage.ACTIVE,
+            "artifact_uri": artifact_uri,
+        }
+        add = self.writer.add
+        for key, value in attrs.items():
+            add(experiment_id, run_id, "run", key, value, time_ms=t)
+        for key, value in tags.items():
+            add(experiment_id, run_id, "tag", key, value, time_ms=t)
+        info = RunInfo(
+            run_id=run_id,
+            experiment_id=experiment_id,
+            user_id=user_id,
+            status="RUNNING",
+            start_time=start_time,
+            end_time=None,
+            lifecycle_stage=LifecycleStage.ACTIVE,
+            artifact_uri=artifact_uri,
+            run_name=run_name,
+        )
+        return Run(info, RunData(tags=dict(tags)))
+
+    def get_run(self, run_id: str) -> Run:
+        experiment_id = self.experiment_of(run_id)
+        con = self._read([experiment_id], run_id)
+        try:
+            runs = _runs_from(con, [run_id])
+        finally:
+            con.close()
+        if not runs:
+            raise RunNotFound(f"Run with id={run_id} not found")
+        return runs[0]
+
+    def check_run_active(self, run_id: str) -> str:
+        """The run's experiment id; raises if the run is missing or not active.
+
+        Trusted for :attr:`active_ttl` seconds per run: a run deleted through another
+        process may accept metric points for that long; one deleted through this store
+        refuses them at once.
+        """
+        experiment_id = self.experiment_of(run_id)
+        checked = self._active.get(run_id)
+        if checked is not None and time.monotonic() - checked < self.active_ttl:
+            return experiment_id
+        self.run_must_be_active(run_id)
+        with self._lock:
+            if len(self._active) > 100_000:
+                self._active.clear()
+            self._active[run_id] = time.monotonic()
+        return experiment_id
+
+    def forget_run(self, run_id: str) -> None:
+        """Drop what this process cached about a run's state (it changed elsewhere)."""
+        self._active.pop(run_id, None)
+
+    def _check_can_write(self, run_id: str, experiment_id: str) -> None:
+        from evtrack.store.log.attributes import run_stage_from_segments
+
+        self.writer.flush()  # our own events first, as every read does
+        if run_stage_from_segments(self.layout, experiment_id, run_id) != "active":
+            super()._check_can_write(run_id, experiment_id)  # the views decide, and say why
+
+    def _check_metric_target(self, run_id: str) -> None:
+        if self.shared:
+            self.check_run_active(run_id)
+
+    def _set_run_stage(self, run_id: str, stage: str) -> None:
+        self.forget_run(run_id)
+        super()._set_run_stage(run_id, stage)
+
+    def get_run_inputs(self, run_id: str) -> list[DatasetInput]:
+        import json
+
+        con = self._read([self.experiment_of(run_id)], run_id)
+        try:
+            texts = con.execute("select dataset from inputs where run_id = ?", [run_id]).fetchall()
+        finally:
+            con.close()
+        out = []
+        for (text,) in texts:
+            body = json.loads(text)
+            tags = (body.get("tags") or {}).items()
+            out.append(dataset_input(body.get("dataset") or {}, tags))
+        return out
+
+    # -- reading -------------------------------------------------------------------------
+
+    def get_metric_history_arrow(self, run_id: str, key: str) -> pa.Table:
+        """The full history of one metric as an Arrow table (step, timestamp, value)."""
+        import pyarrow.compute as pc
+
+        from evtrack.store.log.views import column_equals
+
+        experiment_id = self.experiment_of(run_id)
+        events = self._events([experiment_id], run_id, history=True)
+        mask = pc.and_(column_equals(events["kind"], "metric"), column_equals(events["key"], key))
+        table = events.filter(mask).select(["step", "timestamp", "value"])
+        steps = table["step"]
+        if (
+            len(steps) > 1
+            and pc.all(pc.greater(steps.slice(1), steps.slice(0, len(steps) - 1))).as_py()
+        ):
+            return table  # already in step order, the common case: skip the sort
+        return table.sort_by([("step", "ascending"), ("timestamp", "ascending")])
+
+    def get_metric_history(self, run_id: str, key: str) -> list[Metric]:
+        return history_metrics(self.get_metric_history_arrow(run_id, key), key, run_id)
+
+    def search_runs(
+        self,
+        experiment_ids: list[str],
+        filter_string: str = "",
+        run_view_type: int = ViewType.ACTIVE_ONLY,
+        max_results: int = 1000,
+        order_by: list[str] | None = None,
+        page_token: str | None = None,
+    ) -> PagedList:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        from evtrack.search import build_search_runs
+        from evtrack.store.log.views import connect
+
+        experiment_ids = [str(e) for e in experiment_ids]
+        query = build_search_runs(
+            experiment_ids, filter_string, run_view_type, max_results, order_by, page_token
+        )  # parse and check before touching the store
+        self.ensure_ready()
+        known = set(self.layout.list_experiment_ids())
+        events = self._events([e for e in experiment_ids if e in known])
+        con = connect(events)
+        try:
+            found = [r[0] for r in con.execute(query.sql, query.params).fetchall()]
+            ids, token = query.page(found)
+            if len(ids) < 0.5 * events.num_rows / 10:
+                # Fold only the found runs' events: the views aggregate every row they see.
+                con.close()
+                wanted = pa.array(ids, pa.string())
+                con = connect(events.filter(pc.is_in(events["run_id"], value_set=wanted)))
+            return PagedList(_runs_from(con, ids), token)
+        finally:
+            con.close()
+
+    # -- artifacts -----------------------------------------------------------------------
+
+    def artifact_repository(self, artifact_uri: str) -> ArtifactRepository:
+        from evtrack.artifacts.repository import ArtifactRepository
+
+        return ArtifactRepository(artifact_uri, self.layout.storage_options)
+
+    # -- segments from remote writers (the tracking server's ingest) --------------------
+
+    def accept_segment(self, experiment_id: str, name: str, data: bytes) -> bool:
+        """Store a segment a remote writer built, create-only; False if it already landed.
+
+        The caller has checked the segment's events belong to ``experiment_id`` and the
+        run its name gives. :class:`ResourceAlreadyExists` if a *different* segment
+        holds the name (a retry must be byte-identical).
+        """
+        path = f"{self.layout.events_dir(experiment_id)}/{name}"
+        try:
+            self.layout.put(path, data, create_only=True)
+        except FileExistsError:
+            if self.layout.read_bytes(path) != data:
+                raise ResourceAlreadyExists(
+                    f"A different segment named {name} is already stored."
+                ) from None
+            return False
+        return True
+
+    # -- evtrack extras ------------------------------------------------------------------
+
+    def compact_run(self, experiment_id: str, run_id: str) -> None:
+        from evtrack.store.log.compaction import compact_run
+
+        compact_run(self.layout, experiment_id, run_id)
+
+    def private_connection(self) -> duckdb.DuckDBPyConnection:
+        """A DuckDB database of its own over every event, with the documented views.
+
+        Not :func:`evtrack.store.log.views.connect`'s shared per-process catalog: user
+        SQL may create or drop objects (``drop view runs``), and those must not reach
+        any other reader. The caller closes it.
+        """
+        from evtrack.store.log.views import private_connection
+
+        return private_connection(self._events(history=True))
+
+    def sql(self, query: str, params: list | dict | None = None) -> duckdb.DuckDBPyRelation:
+        """Run DuckDB SQL over the documented views; returns a DuckDB relation.
+
+        The query runs in a database of its own (see :meth:`private_connection`), kept
+        alive by the relation it returns.
+        """
+        import duckdb
+
+        con = self.private_connection()
+        try:
+            return con.sql(query, params=params) if params else con.sql(query)
+        except duckdb.Error as exc:
+            con.close()
+            raise InvalidParameterValue(f"SQL failed: {exc}") from None
+
+    def close(self) -> None:
+        """Flush what this process logged, stop its writer and drop its caches.
+
+        The folder layout (one per URI in the process, shared by every ``LogStore`` on
+        it) is closed too: its writer's thread stops and the next store opened on the
+        URI starts afresh. Events logged through a closed store are still written by
+        a later flush or at exit.
+        """
+        try:
+            self.writer.flush()
+        finally:
+            self._active.clear()
+            self._experiments.clear()
+            self._params.clear()
+            self._run_experiment.clear()
+            self.layout.close()
+
+
+def _runs_from(con: duckdb.DuckDBPyConnection, run_ids: Sequence[str]) -> list[Run]:
+    """Build Run objects for ``run_ids`` (in that order) from a view connection."""
+    import pyarrow as pa
+
+    from evtrack.store.log.views import rows
+
+    if not run_ids:
+        return []
+    con.register("wanted", pa.table({"run_id": list(run_ids)}))
+    wanted = "where run_id in (select run_id from wanted)"
+    infos = {r["run_id"]: r for r in rows(con, f"select * from runs {wanted}")}
+    data = {rid: RunData() for rid in infos}
+    for rid, key, value in con.execute(
+        f"select run_id, key, value from params {wanted}"
+    ).fetchall():
+        if rid in data:
+            data[rid].params[key] = value
+    for rid, key, value in con.execute(f"select run_id, key, value from tags {wanted}").fetchall():
+        if rid in data:
+            data[rid].tags[key] = value
+    for rid, key, value, step, ts in con.execute(
+        f"select run_id, key, value, step, timestamp from latest_metrics {wanted}"
+    ).fetchall():
+        if rid in data:
+            data[rid].metrics[key] = value
+            data[rid]._metric_objs.append(Metric(key, value, ts, step))
+    con.unregister("wanted")
+    out = []
+    for rid in run_ids:
+        r = infos.get(rid)
+        if r is None:
+            continue
+        r.pop("deleted_time", None)
+        out.append(Run(RunInfo(**{k: r[k] for k in RunInfo.__dataclass_fields__}), data[rid]))
+    return out
