@@ -31,21 +31,14 @@ def _norm(rows):
     return sorted(out, key=repr)
 
 
-_DB = []
-
-
 def views(table: pa.Table, names=VIEW_NAMES) -> dict[str, list]:
-    """Every view's rows, in a stable order (the views' own SQL, on a cheap cursor)."""
-    import duckdb
+    """Every view's rows, in a stable order (the views themselves, on a cheap cursor:
+    some views read others, e.g. the model registry's read ``registered_models``)."""
+    from evtrack.store.log.views import connect
 
-    from evtrack.store.log.views import _VIEWS
-
-    if not _DB:
-        _DB.append(duckdb.connect())
-    cur = _DB[0].cursor()
+    cur = connect(table)
     try:
-        cur.register("ev", table)
-        return {n: _norm(cur.execute(f"select * from ({_VIEWS[n]})").fetchall()) for n in names}
+        return {n: _norm(cur.execute(f"select * from {n}").fetchall()) for n in names}
     finally:
         cur.close()
 

@@ -177,7 +177,7 @@ def search_datasets() -> Response:
             f" experiment_ids. Received {len(ids)} experiment_ids."
         )
     client = backend().client
-    known = set(client.store.list_experiment_ids())
+    known = set(backend().store.layout.list_experiment_ids())
     ids = [i for i in ids if i in known]
     summaries = []
     if ids:
