@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 import threading
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -61,6 +62,16 @@ _REGISTRY: dict[str, StoreEntry] = {
 
 _STORES: dict[str, TrackingStore] = {}
 _LOCK = threading.Lock()
+
+
+def _after_fork() -> None:
+    # A lock another thread held at the fork would never be released in the child.
+    global _LOCK
+    _LOCK = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
 
 
 def register_store(
