@@ -191,7 +191,7 @@ class RunWrites(ABC):
         param_values = dict(validation.check_param(p.key, p.value, truncate=False) for p in params)
         tag_values = [validation.check_tag(t.key, t.value, truncate=False) for t in tags]
         if params or tags:
-            self.run_must_be_active(run_id)
+            self._check_active(run_id)
         elif points:
             self._check_metric_target(run_id)
         fresh = self._fresh_params(run_id, param_values) if params else {}
@@ -210,6 +210,10 @@ class RunWrites(ABC):
             )
         if synchronous is not False and (params or tags) or synchronous:
             self._commit()
+
+    def _check_active(self, run_id: str) -> None:
+        """Refuse writes to a deleted run (params and tags); stores may cache the answer."""
+        self.run_must_be_active(run_id)
 
     def _check_metric_target(self, run_id: str) -> None:  # noqa: B027 - a hook, off by default
         """Metric-only batches skip the run-state read (the hot path); a server checks."""

@@ -18,8 +18,9 @@ from __future__ import annotations
 import io
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from evtrack.errors import StoreError
 from evtrack.store.log.events import COLUMNS, DICTIONARY_COLUMNS, SCHEMA_VERSION, event_schema
@@ -27,7 +28,14 @@ from evtrack.store.log.events import COLUMNS, DICTIONARY_COLUMNS, SCHEMA_VERSION
 if TYPE_CHECKING:  # pragma: no cover
     import pyarrow as pa
 
-__all__ = ["SegmentName", "decode", "decode_jsonl_many", "encode", "parse_name"]
+__all__ = [
+    "SegmentName",
+    "decode",
+    "decode_jsonl_many",
+    "encode",
+    "encode_jsonl_rows",
+    "parse_name",
+]
 
 _NAME = re.compile(
     r"^(?P<scope>[^./]+)\.(?P<writer>[0-9a-zA-Z]+)-(?P<seq>\d+)\.(?P<ext>jsonl|parquet)$"
@@ -60,13 +68,26 @@ _DICTIONARY_COLUMNS = [*DICTIONARY_COLUMNS, "text"]
 _DELTA_COLUMNS = {c: "DELTA_BINARY_PACKED" for c in ("seq", "time", "step", "timestamp")}
 
 
+_HEADER = json.dumps({"evtrack_segment": SCHEMA_VERSION})
+
+
+def encode_jsonl_rows(rows: Iterable[dict[str, Any]]) -> bytes:
+    """A JSONL segment from event rows (dicts of :data:`COLUMNS`; None values left out).
+
+    The writer calls this directly for small segments: building an Arrow table for a
+    run's handful of events cost more than the rest of a sweep's run together.
+    """
+    lines = [_HEADER]
+    dumps = json.dumps
+    for row in rows:
+        lines.append(dumps({k: v for k, v in row.items() if v is not None}))
+    return ("\n".join(lines) + "\n").encode()
+
+
 def encode(table: pa.Table, fmt: str) -> bytes:
     """Serialise an event table as ``"jsonl"`` or ``"parquet"``."""
     if fmt == "jsonl":
-        lines = [json.dumps({"evtrack_segment": SCHEMA_VERSION})]
-        for row in table.to_pylist():
-            lines.append(json.dumps({k: v for k, v in row.items() if v is not None}))
-        return ("\n".join(lines) + "\n").encode()
+        return encode_jsonl_rows(table.to_pylist())
     import pyarrow.parquet as pq
 
     sink = io.BytesIO()

@@ -46,6 +46,7 @@ __all__ = [
     "fetch",
     "list_segments",
     "read_events",
+    "read_experiment_events",
     "read_file_tables",
     "read_segment_tables",
     "take_snapshot",
@@ -337,6 +338,44 @@ def read_events(
         # DuckDB scans an Arrow table chunk by chunk: thousands of tiny chunks (one per
         # segment) made a search over 10,000 uncompacted runs ~50x slower.
         return table.combine_chunks() if len(tables) > 16 else table
+    raise AssertionError("unreachable")
+
+
+def read_experiment_events(store: Store, experiment_ids: list[str], attempts: int = 5) -> pa.Table:
+    """Only the experiments' own events (name, stage, tags...), never their runs'.
+
+    What ``get_experiment`` and ``create_run`` need; reading every run's events for it
+    made run creation slow down as an experiment grew. Segments are the ``_`` scope
+    ones; from compacted (reduced) files, which mix all runs, the rows without a run
+    are kept (files are decoded once per process and cached, so this is a filter).
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    for attempt in range(attempts):
+        tables: list[pa.Table] = []
+        try:
+            for experiment_id in experiment_ids:
+                snap = take_snapshot(store, experiment_id, "_", history=False)
+                manifest = snap.manifest
+                files = Snapshot(manifest, list(manifest.reduced), [])
+                try:
+                    whole = read_file_tables(store, files)
+                except DamagedCompactedFile:
+                    tables.append(read_events(store, [experiment_id], None, False))
+                    continue
+                tables.extend(t.filter(pc.is_null(t["run_id"])) for t in whole)
+                tables.extend(read_segment_tables(store, snap.segments)[0])
+        except FileNotFoundError as exc:
+            if attempt == attempts - 1:
+                raise StoreUnavailable(
+                    f"The store at {store.uri} kept changing while it was read ({exc}); try again."
+                ) from exc
+            continue
+        tables = [t for t in tables if t.num_rows]
+        if not tables:
+            return event_schema().empty_table()
+        return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
     raise AssertionError("unreachable")
 
 

@@ -236,10 +236,17 @@ class LogStore(RunWrites):
     def _select_experiments(
         self, where: str = "true", params: list | None = None, only: str | None = None
     ) -> list[Experiment]:
-        """Experiments matching ``where``; ``only`` reads just that experiment's events."""
-        from evtrack.store.log.views import rows
+        """Experiments matching ``where`` (``only``: just that experiment is read).
 
-        con = self._read(None if only is None else [only])
+        Only experiment-level events are read, never runs': constant cost as runs grow.
+        """
+        from evtrack.store.log.snapshot import read_experiment_events
+        from evtrack.store.log.views import connect, rows
+
+        self.ensure_ready()
+        self.writer.flush()
+        ids = self.layout.list_experiment_ids() if only is None else [only]
+        con = connect(read_experiment_events(self.layout, ids))
         try:
             tags: dict[str, dict[str, str]] = {}
             for eid, key, value in con.execute(
@@ -393,6 +400,7 @@ class LogStore(RunWrites):
         start_time = now_ms() if start_time is None else validation.check_timestamp(start_time)
         self.layout.claim_run_id(run_id, experiment_id)
         self._remember_run(run_id, experiment_id, {})
+        self._active[run_id] = time.monotonic()  # created active: no read to check it
         artifact_uri = f"{exp.artifact_location.rstrip('/')}/{run_id}/artifacts"
         t = now_ms()
         attrs = {
@@ -436,9 +444,10 @@ class LogStore(RunWrites):
     def check_run_active(self, run_id: str) -> str:
         """The run's experiment id; raises if the run is missing or not active.
 
-        Trusted for :attr:`active_ttl` seconds per run: a run deleted through another
-        process may accept metric points for that long; one deleted through this store
-        refuses them at once.
+        Trusted for :attr:`active_ttl` seconds per run (a run this store created counts
+        as checked at creation): a run deleted through another process may accept params,
+        tags and (on a server) metric points for that long; one deleted through this
+        store refuses them at once.
         """
         experiment_id = self.experiment_of(run_id)
         checked = self._active.get(run_id)
@@ -454,6 +463,9 @@ class LogStore(RunWrites):
     def forget_run(self, run_id: str) -> None:
         """Drop what this process cached about a run's state (it changed elsewhere)."""
         self._active.pop(run_id, None)
+
+    def _check_active(self, run_id: str) -> None:
+        self.check_run_active(run_id)
 
     def _check_metric_target(self, run_id: str) -> None:
         if self.shared:
