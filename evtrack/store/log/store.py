@@ -45,6 +45,7 @@ from evtrack.store.base import (
     dataset_input,
     history_metrics,
 )
+from evtrack.store.log.index import RunIndex
 from evtrack.store.log.layout import Store, get_store
 from evtrack.store.log.run_writes import RunWrites
 from evtrack.store.log.writer import get_writer
@@ -83,6 +84,7 @@ class LogStore(RunWrites):
         self._active: dict[str, float] = {}  # run id -> monotonic time it was seen active
         self._experiments: dict[str, tuple[float, Experiment]] = {}  # for create_run only
         self._default_ready = False
+        self._index = RunIndex(self.layout)
 
     def __repr__(self) -> str:
         return f"LogStore({self.uri!r})"
@@ -522,31 +524,24 @@ class LogStore(RunWrites):
         order_by: list[str] | None = None,
         page_token: str | None = None,
     ) -> PagedList:
-        import pyarrow as pa
-        import pyarrow.compute as pc
-
         from evtrack.search import build_search_runs
-        from evtrack.store.log.views import connect
 
         experiment_ids = [str(e) for e in experiment_ids]
         query = build_search_runs(
             experiment_ids, filter_string, run_view_type, max_results, order_by, page_token
         )  # parse and check before touching the store
         self.ensure_ready()
+        self.writer.flush()
         known = set(self.layout.list_experiment_ids())
-        events = self._events([e for e in experiment_ids if e in known])
-        con = connect(events)
+        # The runs' folded state, kept between calls and brought up to date from a
+        # fresh listing (see store/log/index.py).
+        con, rows = self._index.cursor([e for e in experiment_ids if e in known])
         try:
             found = [r[0] for r in con.execute(query.sql, query.params).fetchall()]
-            ids, token = query.page(found)
-            if len(ids) < 0.5 * events.num_rows / 10:
-                # Fold only the found runs' events: the views aggregate every row they see.
-                con.close()
-                wanted = pa.array(ids, pa.string())
-                con = connect(events.filter(pc.is_in(events["run_id"], value_set=wanted)))
-            return PagedList(_runs_from(con, ids), token)
         finally:
             con.close()
+        ids, token = query.page(found)
+        return PagedList(rows.runs(ids), token)
 
     # -- artifacts -----------------------------------------------------------------------
 
@@ -611,6 +606,7 @@ class LogStore(RunWrites):
     def close(self) -> None:
         """Flush what this process logged and drop its per-store caches."""
         self.writer.flush()
+        self._index.close()
         self._active.clear()
         self._experiments.clear()
         self._params.clear()
