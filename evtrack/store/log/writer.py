@@ -152,10 +152,7 @@ class Writer:
         return bool(self._pending or self._events or self._arrays or any(self._metrics.values()))
 
     def _build_segments(self) -> None:
-        import pyarrow as pa
-
-        from evtrack.store.log.events import event_schema
-        from evtrack.store.log.segments import SegmentName, encode
+        from evtrack.store.log.segments import SegmentName
 
         with self._buffer_lock:
             events, self._events = self._events, {}
@@ -167,7 +164,6 @@ class Writer:
                     metric_chunks[scope] = buf[:n]
                     del buf[:n]
         scopes = list(dict.fromkeys([*events, *metric_chunks, *arrays]))
-        schema = event_schema()
         for scope in scopes:
             experiment_id, run_id = scope
             evs = events.get(scope)
@@ -178,6 +174,14 @@ class Writer:
                     self._segments += 1
                     self._pending.append((f"{self.store.events_dir(experiment_id)}/{name}", small))
                     continue
+            # Arrow only for what needs it (series, big buffers): a flush of a few events
+            # must not import pyarrow (a quarter of a second in a fresh process).
+            import pyarrow as pa
+
+            from evtrack.store.log.events import event_schema
+            from evtrack.store.log.segments import encode
+
+            schema = event_schema()
             parts = []
             if evs:
                 times, kinds, keys, values, texts = zip(*evs)
