@@ -178,7 +178,7 @@ class RunIndex:
             _parse,
             read_events,
             read_file_tables,
-            read_segment_tables,
+            read_segments_at_once,
         )
 
         state = entry.experiments.setdefault(experiment_id, _Experiment())
@@ -195,14 +195,14 @@ class RunIndex:
                     if seg is not None and not manifest.coverage.covers(seg):
                         new.append((f"{folder}/{name}", seg))
                 try:
-                    tables, _ = read_segment_tables(self.store, new)
+                    tables = read_segments_at_once(self.store, new)
                 except FileNotFoundError:
                     pass  # collected since the listing: read the experiment afresh below
                 else:
-                    if tables:
+                    if any(t.num_rows for t in tables):
                         state.reduced = _reduce([state.reduced, *tables])
                     state.names = names
-                    return bool(tables)
+                    return any(t.num_rows for t in tables)
         # First read, or a compaction or gc changed what covers what: read the snapshot
         # these names and this manifest describe, so the state matches what was read.
         segments = []
@@ -215,7 +215,7 @@ class RunIndex:
             tables = read_file_tables(self.store, snap)
         except DamagedCompactedFile:  # rare: let the general reader work around it
             tables, segments = [read_events(self.store, [experiment_id], None, False)], []
-        tables += read_segment_tables(self.store, segments)[0]  # FileNotFoundError: retry
+        tables += read_segments_at_once(self.store, segments)  # FileNotFoundError: retry
         state.reduced = _reduce(tables)
         state.version = manifest.version
         state.names = names
