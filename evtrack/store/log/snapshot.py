@@ -309,15 +309,17 @@ def read_segments_at_once(store: Store, segments: list[tuple[str, SegmentName]])
     jsonl = [(p, s) for p, s in segments if s.ext == "jsonl" and store.cache.get(p) is None]
     if len(jsonl) < 2:
         return read_segment_tables(store, segments)[0]
-    blobs = fetch(store, [p for p, _ in jsonl])
+    fetched = fetch(store, [p for p, _ in jsonl])
+    blobs: list[bytes] = []
     for p, _ in jsonl:
-        data = blobs[p]
+        data = fetched[p]
         if isinstance(data, FileNotFoundError):
             raise FileNotFoundError(p)
         if isinstance(data, BaseException):
             raise data
+        blobs.append(data)
     try:
-        (table,) = decode_jsonl_many([blobs[p] for p, _ in jsonl], whole=True)
+        (table,) = decode_jsonl_many(blobs, whole=True)
     except StoreError:
         return read_segment_tables(store, segments)[0]
     done = {p for p, _ in jsonl}

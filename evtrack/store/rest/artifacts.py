@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import os
 import posixpath
 import urllib.parse
@@ -103,7 +104,7 @@ class ProxiedArtifacts:
         with open(target, "wb") as f:
             f.write(self.read_bytes(rel))
 
-    def delete(self, path: str | None) -> list[str]:
+    def delete(self, path: str | None) -> builtins.list[str]:
         status, body = self.http.request("DELETE", self._path(path or ""))
         if status != 200:
             raise _http_error(status, body)
