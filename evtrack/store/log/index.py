@@ -216,7 +216,14 @@ class RunIndex:
         except DamagedCompactedFile:  # rare: let the general reader work around it
             tables, segments = [read_events(self.store, [experiment_id], None, False)], []
         tables += read_segments_at_once(self.store, segments)  # FileNotFoundError: retry
-        state.reduced = _reduce(tables)
+        if len(tables) == 1 and len(snap.files) == 1:
+            # One reduced file and nothing newer (a compacted experiment): already
+            # reduced, as compaction wrote it.
+            from evtrack.store.log.events import event_schema
+
+            state.reduced = tables[0].cast(event_schema())
+        else:
+            state.reduced = _reduce(tables)
         state.version = manifest.version
         state.names = names
         return True
