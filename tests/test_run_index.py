@@ -71,3 +71,25 @@ c.set_terminated(rid)
     assert client.sql("select count(*) from inputs").fetchall() == [(1,)]
     runs = client.search_runs([exp], "", run_view_type=3)
     assert len({r.info.run_id for r in runs}) == len(runs) == 4
+
+
+def test_quiet_local_folders_are_not_listed_again(tmp_path, monkeypatch):
+    """On a local store, folders left alone since the last complete listing are not
+    listed again (their modification times tell); any change is still seen at once."""
+    import time
+
+    monkeypatch.setenv("EVTRACK_AUTO_COMPACT", "false")
+    client = evtrack.MlflowClient(str(tmp_path / "s"))
+    exp = client.create_experiment("quiet")
+    _run(client, exp, "r1", "0.1", 0.9)
+    time.sleep(0.3)  # longer than MTIME_QUIET_NS: the folders' times can be trusted
+    assert _names(client, exp) == ["r1"]
+    layout = client.store.layout
+    listed = []
+    real = layout.listdir
+    monkeypatch.setattr(layout, "listdir", lambda path: listed.append(path) or real(path))
+    assert _names(client, exp) == ["r1"]
+    assert not [p for p in listed if p.endswith("/events")]
+    _run(client, exp, "r2", "0.2", 0.5)  # a change right away: seen at once
+    assert _names(client, exp) == ["r1", "r2"]
+    assert [p for p in listed if p.endswith("/events")]

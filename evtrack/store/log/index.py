@@ -7,7 +7,10 @@ can win a fold, :func:`evtrack.store.log.compaction.reduce_events`) and a DuckDB
 of its own where the views a search reads (``runs``, ``params``, ``tags``,
 ``latest_metrics``, ``inputs``) are materialised as tables.
 
-Each search still lists the store (a live reader sees new segments at once), then:
+Each search still lists the store (a live reader sees new segments at once) — on a local
+folder it first compares the two folders' modification times with those taken before
+the last complete listing, trusted only once they are older than the filesystem's
+timestamp granularity (:data:`MTIME_QUIET_NS`), the way git trusts file times — then:
 
 * nothing changed (same manifest, same segments): the tables are used as they are;
 * new segments only: they are decoded (decoded segments are cached by path, since
@@ -52,6 +55,10 @@ class _Experiment:
     version: int = -1  # manifest version folded
     names: frozenset[str] = frozenset()  # names in the events folder when folded
     reduced: pa.Table | None = None
+    # Modification times (ns) of the events and manifest folders, taken before a listing
+    # they were already older than by MTIME_QUIET_NS: if both are unchanged, so is the
+    # listing (local folders only; None: list every time).
+    stamps: tuple[int, int] | None = None
 
 
 class RunRows:
@@ -182,9 +189,13 @@ class RunIndex:
         )
 
         state = entry.experiments.setdefault(experiment_id, _Experiment())
-        manifest = read_manifest(self.store, experiment_id)  # manifest first, then names
         folder = self.store.events_dir(experiment_id)
+        stamps = _folder_stamps(self.store, experiment_id)
+        if state.reduced is not None and stamps is not None and stamps == state.stamps:
+            return False  # neither folder changed since a listing known to be complete
+        manifest = read_manifest(self.store, experiment_id)  # manifest first, then names
         names = frozenset(self.store.listdir(folder))
+        state.stamps = stamps if stamps is not None and _quiet(stamps) else None
         if state.reduced is not None and manifest.version == state.version:
             if names == state.names:
                 return False
@@ -248,6 +259,37 @@ class RunIndex:
         rows = RunRows(con)
         entry.close()
         entry.con, entry.rows = con, rows
+
+
+#: How long a folder must have been left alone before its modification time is trusted
+#: to reveal any later change: more than the filesystem's timestamp granularity (Linux
+#: stamps directories with a clock ticking every few milliseconds).
+MTIME_QUIET_NS = 200_000_000
+
+
+def _folder_stamps(store: Store, experiment_id: str) -> tuple[int, int] | None:
+    """``(events folder mtime, manifest folder mtime)`` on a local store, else None."""
+    import os
+
+    from evtrack.store.log.manifest import manifest_dir
+
+    if not store.is_local:
+        return None
+
+    def mtime(path: str) -> int:
+        try:
+            return os.stat(path).st_mtime_ns
+        except FileNotFoundError:
+            return 0  # not made yet (no compaction so far): making it changes this
+
+    return mtime(store.events_dir(experiment_id)), mtime(manifest_dir(store, experiment_id))
+
+
+def _quiet(stamps: tuple[int, int]) -> bool:
+    """Whether both folders were last changed long enough ago for their times to tell."""
+    import time
+
+    return time.time_ns() - max(stamps) > MTIME_QUIET_NS
 
 
 def _reduce(tables: list[pa.Table]) -> pa.Table:
