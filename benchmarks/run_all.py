@@ -28,7 +28,7 @@ from _common import (  # noqa: E402
     print_table,
 )
 
-BENCHMARKS = ("log_metric", "log_batch", "log_series", "metric_history", "search_runs")
+BENCHMARKS = ("log_metric", "log_batch", "log_series", "metric_history", "search_runs", "sweep")
 
 
 def _load() -> str:

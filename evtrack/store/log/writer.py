@@ -152,10 +152,7 @@ class Writer:
         return bool(self._pending or self._events or self._arrays or any(self._metrics.values()))
 
     def _build_segments(self) -> None:
-        import pyarrow as pa
-
-        from evtrack.store.log.events import event_schema
-        from evtrack.store.log.segments import SegmentName, encode
+        from evtrack.store.log.segments import SegmentName
 
         with self._buffer_lock:
             events, self._events = self._events, {}
@@ -167,11 +164,25 @@ class Writer:
                     metric_chunks[scope] = buf[:n]
                     del buf[:n]
         scopes = list(dict.fromkeys([*events, *metric_chunks, *arrays]))
-        schema = event_schema()
         for scope in scopes:
             experiment_id, run_id = scope
-            parts = []
             evs = events.get(scope)
+            if scope not in arrays:
+                small = self._small_segment(scope, evs or (), metric_chunks.get(scope) or ())
+                if small is not None:
+                    name = SegmentName(run_id, self.id, self._segments, "jsonl").name
+                    self._segments += 1
+                    self._pending.append((f"{self.store.events_dir(experiment_id)}/{name}", small))
+                    continue
+            # Arrow only for what needs it (series, big buffers): a flush of a few events
+            # must not import pyarrow (a quarter of a second in a fresh process).
+            import pyarrow as pa
+
+            from evtrack.store.log.events import event_schema
+            from evtrack.store.log.segments import encode
+
+            schema = event_schema()
+            parts = []
             if evs:
                 times, kinds, keys, values, texts = zip(*evs)
                 parts.append(
@@ -205,6 +216,56 @@ class Writer:
             self._segments += 1
             data = encode(table, fmt)
             self._pending.append((f"{self.store.events_dir(experiment_id)}/{name}", data))
+
+    def _small_segment(self, scope: tuple[str, str], evs, chunk) -> bytes | None:
+        """A small segment's JSONL straight from the buffers, without Arrow (None if big).
+
+        The same rows, in the same sequence order, as the Arrow path below: events first,
+        then metric points (whose event time is their timestamp).
+        """
+        from evtrack.store.log.segments import encode_jsonl_rows
+
+        n = len(evs) + len(chunk) // 4
+        if n > self._jsonl_max:
+            return None
+        experiment_id, run_id = scope
+        run = None if run_id == "_" else run_id
+        seq = self._seq
+        rows = []
+        for t, kind, key, value, text in evs:
+            rows.append(
+                {
+                    "writer": self.id,
+                    "seq": seq,
+                    "time": t,
+                    "kind": kind,
+                    "experiment_id": experiment_id,
+                    "run_id": run,
+                    "key": key,
+                    "value": value,
+                    "text": text,
+                }
+            )
+            seq += 1
+        for i in range(0, len(chunk), 4):
+            key, value, step, stamp = chunk[i : i + 4]
+            rows.append(
+                {
+                    "writer": self.id,
+                    "seq": seq,
+                    "time": stamp,
+                    "kind": "metric",
+                    "experiment_id": experiment_id,
+                    "run_id": run,
+                    "key": key,
+                    "value": float(value),
+                    "step": step,
+                    "timestamp": stamp,
+                }
+            )
+            seq += 1
+        self._seq = seq
+        return encode_jsonl_rows(rows)
 
     def _table(self, schema, scope, kinds, keys, values, steps, stamps, texts, times):
         import numpy as np
