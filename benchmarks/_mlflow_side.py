@@ -368,6 +368,54 @@ def op_import_read(p: dict) -> dict:
     return {"points": points, "seconds": time.perf_counter() - t0}
 
 
+def op_sweep_step(p: dict) -> dict:
+    """One point of the sweep curve: grow the store to ``n_runs`` runs, the last
+    ``window`` through the API (timed), the rest written in MLflow's format; then the
+    filtered search, warm (this process already read the store through the API).
+
+    The first call (no ``uri``) makes the store and the experiment; later calls pass
+    back ``uri``, ``experiment_id``, ``first`` and ``have`` from the previous result.
+    """
+    from mlflow import MlflowClient
+
+    uri = p.get("uri") or _prepare(p["store"], p["root"], p.get("template"))
+    client = MlflowClient(uri)
+    experiment_id = p.get("experiment_id") or client.create_experiment("bench-sweep")
+    have, first = p.get("have", 0), p.get("first")
+    if first is None:
+        first, have = _api_run(client, experiment_id, 0), 1
+    target, window = p["n_runs"], p["window"]
+    bulk_to = max(have, target - window)
+    if bulk_to > have:
+        if p["store"] == "sqlite":
+            _bulk_sqlite(f"{p['root']}/mlflow.db", first, have, bulk_to)
+        else:
+            run_dir = Path(client.get_run(first).info.artifact_uri.replace("file://", "")).parent
+            _bulk_file(run_dir, first, have, bulk_to)
+        have = bulk_to
+    t0 = time.perf_counter()
+    for i in range(have, target):
+        _api_run(client, experiment_id, i)
+    api_s = time.perf_counter() - t0
+    made = target - have
+    times, count = [], None
+    for _ in range(p.get("warm_repeats", 3)):
+        t0 = time.perf_counter()
+        runs = client.search_runs([experiment_id], p["filter"], max_results=p["max_results"])
+        times.append(time.perf_counter() - t0)
+        count = len(runs)
+    return {
+        "uri": uri,
+        "experiment_id": experiment_id,
+        "first": first,
+        "have": target,
+        "api_runs": made,
+        "api_rate": made / api_s if api_s and made else None,
+        "warm": times,
+        "matches": count,
+    }
+
+
 OPS = {name[3:]: fn for name, fn in globals().items() if name.startswith("op_")}
 
 

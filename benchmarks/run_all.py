@@ -35,6 +35,7 @@ BENCHMARKS = (
     "log_series",
     "metric_history",
     "search_runs",
+    "sweep",
 )
 
 

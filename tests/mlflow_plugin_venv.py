@@ -74,7 +74,6 @@ def plugin_python_fixture() -> Path:
     except (MlflowVenvUnavailable, OSError, subprocess.SubprocessError) as exc:
         import required
 
-        # A required part, as the MLflow venv it builds on (see required.py).
         required.missing(
             "mlflow", f"cannot build the mlflow plugin venv at {plugin_venv_dir()}: {exc}"
         )

@@ -88,6 +88,46 @@ def test_evtrack_client_over_http(server, tmp_path):
     assert not os.listdir(tmp_path / "spool") if (tmp_path / "spool").exists() else True
 
 
+def test_run_state_set_right_after_creation_wins(tmp_path, monkeypatch):
+    """The server writes a run's first state with its writer, the client ends the run
+    with its own. In the same millisecond the later event must still win: the fold
+    orders two writers' same-millisecond events by sequence and writer id, not arrival.
+
+    The server runs in this process (a real HTTP server on loopback, in a thread) so one
+    frozen clock can make every event of both writers fall in the same millisecond.
+    """
+    import threading
+
+    from werkzeug.serving import make_server
+
+    from evtrack import clock
+    from evtrack.server import create_app
+    from evtrack.store.log import run_writes, writer
+    from evtrack.store.log import store as log_store
+    from evtrack.store.rest import store as rest_store
+
+    frozen = clock.now_ms()
+    for module in (clock, writer, run_writes, log_store, rest_store):
+        monkeypatch.setattr(module, "now_ms", lambda: frozen)
+    app = create_app(str(tmp_path / "store"))
+    http = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=http.serve_forever, daemon=True)
+    thread.start()
+    try:
+        remote = MlflowClient(f"http://127.0.0.1:{http.server_port}")
+        exp = remote.create_experiment("same-millisecond")
+        ids = []
+        for _ in range(20):
+            run_id = remote.create_run(exp).info.run_id
+            remote.set_terminated(run_id, "FAILED")
+            ids.append(run_id)
+        assert {remote.get_run(r).info.status for r in ids} == {"FAILED"}
+    finally:
+        http.shutdown()
+        thread.join()
+        http.server_close()
+
+
 def test_spool_when_unreachable_then_sync(server, tmp_path):
     url, store = server
     # Create the run while the server is up, then log to a dead port.

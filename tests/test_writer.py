@@ -181,7 +181,7 @@ def test_a_failed_encoding_puts_every_event_back(tmp_path, monkeypatch, fmt):
     n = 10 if fmt == "jsonl" else 2000
     client.flush()
     client.set_tag(rid, "t", "v", synchronous=False)  # buffered: encoded with the points
-    name = "encode_rows" if fmt == "jsonl" else "encode"
+    name = "encode_jsonl_rows" if fmt == "jsonl" else "encode"
     real = getattr(segments, name)
     calls = []
 

@@ -67,10 +67,15 @@ def dataset_input(dataset: dict[str, Any], tags: Iterable[tuple[str, str]]) -> D
     """A :class:`DatasetInput` from its stored or REST form (missing fields are None)."""
     from evtrack.entities import Dataset, DatasetInput, InputTag
 
-    fields = ("name", "digest", "source_type", "source", "schema", "profile")
-    return DatasetInput(
-        Dataset(**{f: dataset.get(f) for f in fields}), [InputTag(k, v) for k, v in tags]
+    ds = Dataset(
+        name=dataset.get("name") or "",
+        digest=dataset.get("digest") or "",
+        source_type=dataset.get("source_type") or "",
+        source=dataset.get("source") or "",
+        schema=dataset.get("schema"),
+        profile=dataset.get("profile"),
     )
+    return DatasetInput(ds, [InputTag(k, v) for k, v in tags])
 
 
 @runtime_checkable

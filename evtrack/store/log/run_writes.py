@@ -79,6 +79,10 @@ class RunWrites(ABC):
         """
         self.writer.flush(run_id)
 
+    def _event_time(self, run_id: str) -> int:
+        """The time to stamp a run's new events with (ms)."""
+        return now_ms()
+
     # -- shared checks ------------------------------------------------------------------
 
     def _remember_run(self, run_id: str, experiment_id: str, params: dict[str, str]) -> None:
@@ -94,11 +98,6 @@ class RunWrites(ABC):
                 f"Current state is {run.info.lifecycle_stage}."
             )
         return run
-
-    def _check_can_write(self, run_id: str, experiment_id: str) -> None:
-        """Params and tags go to active runs only (a hook: the event log answers this
-        from the run's segments when it can, without a read through the views)."""
-        self.run_must_be_active(run_id)
 
     def _fresh_params(self, run_id: str, params: dict[str, str]) -> dict[str, str]:
         """The params not logged yet; a param whose value differs is refused."""
@@ -201,11 +200,11 @@ class RunWrites(ABC):
         param_values = dict(validation.check_param(p.key, p.value, truncate=False) for p in params)
         tag_values = [validation.check_tag(t.key, t.value, truncate=False) for t in tags]
         if params or tags:
-            self._check_can_write(run_id, experiment_id)
+            self._check_active(run_id)
         elif points:
             self._check_metric_target(run_id)
         fresh = self._fresh_params(run_id, param_values) if params else {}
-        t_now = now_ms()
+        t_now = self._event_time(run_id)
         add = self.writer.add
         for key, value in fresh.items():
             add(experiment_id, run_id, "param", key, value, time_ms=t_now)
@@ -221,6 +220,10 @@ class RunWrites(ABC):
         if synchronous is not False and (params or tags) or synchronous:
             self._commit(run_id)
 
+    def _check_active(self, run_id: str) -> None:
+        """Refuse writes to a deleted run (params and tags); stores may cache the answer."""
+        self.run_must_be_active(run_id)
+
     def _check_metric_target(self, run_id: str) -> None:  # noqa: B027 - a hook, off by default
         """Metric-only batches skip the run-state read (the hot path); a server checks."""
 
@@ -228,7 +231,8 @@ class RunWrites(ABC):
         run = self.run_must_be_active(run_id)
         if key not in run.data.tags:
             raise InvalidParameterValue(f"No tag with name: {key} in run with id {run_id}")
-        self.writer.add(run.info.experiment_id, run_id, "tag", key, None)
+        t = self._event_time(run_id)
+        self.writer.add(run.info.experiment_id, run_id, "tag", key, None, time_ms=t)
         self._commit()
 
     def log_inputs(self, run_id: str, datasets: Sequence[DatasetInput] | None = None) -> None:
@@ -271,7 +275,7 @@ class RunWrites(ABC):
         name = validation.check_run_name(run_name) if run_name else None
         info = self.run_must_be_active(run_id).info
         experiment_id = info.experiment_id
-        t = now_ms()
+        t = self._event_time(run_id)
         add = self.writer.add
         if status is not None:
             add(experiment_id, run_id, "run", "status", status, time_ms=t)
@@ -297,7 +301,7 @@ class RunWrites(ABC):
             )
         experiment_id = self.experiment_of(run_id)
         end_time = now_ms() if end_time is None else validation.check_timestamp(end_time)
-        t = now_ms()
+        t = self._event_time(run_id)
         self.writer.add(experiment_id, run_id, "run", "status", status, time_ms=t)
         self.writer.add(experiment_id, run_id, "run", "end_time", str(end_time), time_ms=t)
         try:
@@ -315,7 +319,7 @@ class RunWrites(ABC):
                 f"Current state is {run.info.lifecycle_stage}."
             )
         experiment_id = run.info.experiment_id
-        t = now_ms()
+        t = self._event_time(run_id)
         self.writer.add(experiment_id, run_id, "run", "lifecycle_stage", stage, time_ms=t)
         deleted = str(t) if stage == LifecycleStage.DELETED else None
         self.writer.add(experiment_id, run_id, "run", "deleted_time", deleted, time_ms=t)
@@ -334,7 +338,7 @@ class RunWrites(ABC):
     ) -> None:
         """Record files written to (or deleted from) a run's artifact location."""
         experiment_id = self.experiment_of(run_id)
-        t = now_ms()
+        t = self._event_time(run_id)
         for w in written:
             self.writer.add(
                 experiment_id,

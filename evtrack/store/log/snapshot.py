@@ -46,8 +46,10 @@ __all__ = [
     "fetch",
     "list_segments",
     "read_events",
+    "read_experiment_events",
     "read_file_tables",
     "read_segment_tables",
+    "read_segments_at_once",
     "take_snapshot",
 ]
 
@@ -146,15 +148,23 @@ def fetch(store: Store, paths: list[str]) -> dict[str, bytes | BaseException]:
     if not paths:
         return {}
     if store.is_local or len(paths) == 1:
+        # Local files are read with open(): fsspec's per-call path handling cost more
+        # than the read itself for the thousands of small segments of a first search.
+        read = _read_local if store.is_local else store.read_bytes
         out: dict[str, bytes | BaseException] = {}
         for p in paths:
             try:
-                out[p] = store.read_bytes(p)
+                out[p] = read(p)
             except Exception as exc:  # noqa: BLE001 - returned to the caller
                 out[p] = exc
         return out
     got = store.fs.cat(paths, on_error="return")
     return {p: got.get(p, FileNotFoundError(p)) for p in paths}
+
+
+def _read_local(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
 
 
 def decode_compacted(data: bytes, where: str, run_id: str | None = None) -> pa.Table:
@@ -288,6 +298,35 @@ def read_segment_tables(
     return tables, read
 
 
+def read_segments_at_once(store: Store, segments: list[tuple[str, SegmentName]]) -> list[pa.Table]:
+    """The events of many segments as a few tables, for a reader that keeps its own state.
+
+    Unlike :func:`read_segment_tables` nothing is cached per segment and the JSONL ones
+    are decoded into one table: a first search over 10,000 uncompacted runs reads 20,000
+    of them. A damaged segment makes it fall back to :func:`read_segment_tables` (which
+    skips and reports it). :class:`FileNotFoundError` if one vanished since the listing.
+    """
+    jsonl = [(p, s) for p, s in segments if s.ext == "jsonl" and store.cache.get(p) is None]
+    if len(jsonl) < 2:
+        return read_segment_tables(store, segments)[0]
+    fetched = fetch(store, [p for p, _ in jsonl])
+    blobs: list[bytes] = []
+    for p, _ in jsonl:
+        data = fetched[p]
+        if isinstance(data, FileNotFoundError):
+            raise FileNotFoundError(p)
+        if isinstance(data, BaseException):
+            raise data
+        blobs.append(data)
+    try:
+        (table,) = decode_jsonl_many(blobs, whole=True)
+    except StoreError:
+        return read_segment_tables(store, segments)[0]
+    done = {p for p, _ in jsonl}
+    rest, _ = read_segment_tables(store, [(p, s) for p, s in segments if p not in done])
+    return [table, *rest]
+
+
 def _decode_jsonl_batch(store: Store, items: list[tuple[str, bytes]]) -> dict[str, pa.Table]:
     """Decode small JSONL segments together (see segments.decode_jsonl_many) and cache
     them; empty if any is damaged, so the caller decodes one by one and reports it."""
@@ -337,6 +376,44 @@ def read_events(
         # DuckDB scans an Arrow table chunk by chunk: thousands of tiny chunks (one per
         # segment) made a search over 10,000 uncompacted runs ~50x slower.
         return table.combine_chunks() if len(tables) > 16 else table
+    raise AssertionError("unreachable")
+
+
+def read_experiment_events(store: Store, experiment_ids: list[str], attempts: int = 5) -> pa.Table:
+    """Only the experiments' own events (name, stage, tags...), never their runs'.
+
+    What ``get_experiment`` and ``create_run`` need; reading every run's events for it
+    made run creation slow down as an experiment grew. Segments are the ``_`` scope
+    ones; from compacted (reduced) files, which mix all runs, the rows without a run
+    are kept (files are decoded once per process and cached, so this is a filter).
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    for attempt in range(attempts):
+        tables: list[pa.Table] = []
+        try:
+            for experiment_id in experiment_ids:
+                snap = take_snapshot(store, experiment_id, "_", history=False)
+                manifest = snap.manifest
+                files = Snapshot(manifest, list(manifest.reduced), [])
+                try:
+                    whole = read_file_tables(store, files)
+                except DamagedCompactedFile:
+                    tables.append(read_events(store, [experiment_id], None, False))
+                    continue
+                tables.extend(t.filter(pc.is_null(t["run_id"])) for t in whole)
+                tables.extend(read_segment_tables(store, snap.segments)[0])
+        except FileNotFoundError as exc:
+            if attempt == attempts - 1:
+                raise StoreUnavailable(
+                    f"The store at {store.uri} kept changing while it was read ({exc}); try again."
+                ) from exc
+            continue
+        tables = [t for t in tables if t.num_rows]
+        if not tables:
+            return event_schema().empty_table()
+        return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
     raise AssertionError("unreachable")
 
 

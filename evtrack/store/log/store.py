@@ -45,6 +45,7 @@ from evtrack.store.base import (
     dataset_input,
     history_metrics,
 )
+from evtrack.store.log.index import RunIndex
 from evtrack.store.log.layout import Store, get_store
 from evtrack.store.log.run_writes import RunWrites
 from evtrack.store.log.writer import get_writer
@@ -83,6 +84,7 @@ class LogStore(RunWrites):
         self._active: dict[str, float] = {}  # run id -> monotonic time it was seen active
         self._experiments: dict[str, tuple[float, Experiment]] = {}  # for create_run only
         self._default_ready = False
+        self._index = RunIndex(self.layout)
 
     def __repr__(self) -> str:
         return f"LogStore({self.uri!r})"
@@ -236,10 +238,17 @@ class LogStore(RunWrites):
     def _select_experiments(
         self, where: str = "true", params: list | None = None, only: str | None = None
     ) -> list[Experiment]:
-        """Experiments matching ``where``; ``only`` reads just that experiment's events."""
-        from evtrack.store.log.views import rows
+        """Experiments matching ``where`` (``only``: just that experiment is read).
 
-        con = self._read(None if only is None else [only])
+        Only experiment-level events are read, never runs': constant cost as runs grow.
+        """
+        from evtrack.store.log.snapshot import read_experiment_events
+        from evtrack.store.log.views import connect, rows
+
+        self.ensure_ready()
+        self.writer.flush()
+        ids = self.layout.list_experiment_ids() if only is None else [only]
+        con = connect(read_experiment_events(self.layout, ids))
         try:
             tags: dict[str, dict[str, str]] = {}
             for eid, key, value in con.execute(
@@ -410,6 +419,7 @@ class LogStore(RunWrites):
         start_time = now_ms() if start_time is None else validation.check_timestamp(start_time)
         self.layout.claim_run_id(run_id, experiment_id)
         self._remember_run(run_id, experiment_id, {})
+        self._active[run_id] = time.monotonic()  # created active: no read to check it
         artifact_uri = f"{exp.artifact_location.rstrip('/')}/{run_id}/artifacts"
         t = now_ms()
         attrs = {
@@ -453,31 +463,37 @@ class LogStore(RunWrites):
     def check_run_active(self, run_id: str) -> str:
         """The run's experiment id; raises if the run is missing or not active.
 
-        Trusted for :attr:`active_ttl` seconds per run: a run deleted through another
-        process may accept metric points for that long; one deleted through this store
-        refuses them at once.
+        Trusted for :attr:`active_ttl` seconds per run (a run this store created counts
+        as checked at creation): a run deleted through another process may accept params,
+        tags and (on a server) metric points for that long; one deleted through this
+        store refuses them at once.
         """
         experiment_id = self.experiment_of(run_id)
         checked = self._active.get(run_id)
         if checked is not None and time.monotonic() - checked < self.active_ttl:
             return experiment_id
-        self.run_must_be_active(run_id)
+        if self._stage_from_segments(experiment_id, run_id) != LifecycleStage.ACTIVE:
+            self.run_must_be_active(run_id)  # the views decide, and say why
         with self._lock:
             if len(self._active) > 100_000:
                 self._active.clear()
             self._active[run_id] = time.monotonic()
         return experiment_id
 
+    def _stage_from_segments(self, experiment_id: str, run_id: str) -> str | None:
+        """The run's lifecycle stage without DuckDB while its events are JSONL segments
+        (see :mod:`evtrack.store.log.attributes`); ``None``: ask the views."""
+        from evtrack.store.log.attributes import run_stage_from_segments
+
+        self.writer.flush()  # our own events first, as every read does
+        return run_stage_from_segments(self.layout, experiment_id, run_id)
+
     def forget_run(self, run_id: str) -> None:
         """Drop what this process cached about a run's state (it changed elsewhere)."""
         self._active.pop(run_id, None)
 
-    def _check_can_write(self, run_id: str, experiment_id: str) -> None:
-        from evtrack.store.log.attributes import run_stage_from_segments
-
-        self.writer.flush()  # our own events first, as every read does
-        if run_stage_from_segments(self.layout, experiment_id, run_id) != "active":
-            super()._check_can_write(run_id, experiment_id)  # the views decide, and say why
+    def _check_active(self, run_id: str) -> None:
+        self.check_run_active(run_id)
 
     def _check_metric_target(self, run_id: str) -> None:
         if self.shared:
@@ -534,31 +550,24 @@ class LogStore(RunWrites):
         order_by: list[str] | None = None,
         page_token: str | None = None,
     ) -> PagedList:
-        import pyarrow as pa
-        import pyarrow.compute as pc
-
         from evtrack.search import build_search_runs
-        from evtrack.store.log.views import connect
 
         experiment_ids = [str(e) for e in experiment_ids]
         query = build_search_runs(
             experiment_ids, filter_string, run_view_type, max_results, order_by, page_token
         )  # parse and check before touching the store
         self.ensure_ready()
+        self.writer.flush()
         known = set(self.layout.list_experiment_ids())
-        events = self._events([e for e in experiment_ids if e in known])
-        con = connect(events)
+        # The runs' folded state, kept between calls and brought up to date from a
+        # fresh listing (see store/log/index.py).
+        con, rows = self._index.cursor([e for e in experiment_ids if e in known])
         try:
             found = [r[0] for r in con.execute(query.sql, query.params).fetchall()]
-            ids, token = query.page(found)
-            if len(ids) < 0.5 * events.num_rows / 10:
-                # Fold only the found runs' events: the views aggregate every row they see.
-                con.close()
-                wanted = pa.array(ids, pa.string())
-                con = connect(events.filter(pc.is_in(events["run_id"], value_set=wanted)))
-            return PagedList(_runs_from(con, ids), token)
         finally:
             con.close()
+        ids, token = query.page(found)
+        return PagedList(rows.runs(ids), token)
 
     # -- artifacts -----------------------------------------------------------------------
 
@@ -631,6 +640,7 @@ class LogStore(RunWrites):
         try:
             self.writer.flush()
         finally:
+            self._index.close()
             self._active.clear()
             self._experiments.clear()
             self._params.clear()

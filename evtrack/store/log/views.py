@@ -39,7 +39,14 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from evtrack.store.log.layout import Store
 
-__all__ = ["VIEW_NAMES", "VIEWS_VERSION", "connect", "load_events", "private_connection"]
+__all__ = [
+    "VIEW_NAMES",
+    "VIEWS_VERSION",
+    "connect",
+    "load_events",
+    "private_connection",
+    "view_sql",
+]
 
 #: Version of the view schemas below; bumped on any incompatible change.
 VIEWS_VERSION = 1
@@ -138,6 +145,11 @@ from evtrack.store.log.model_views import MODEL_VIEWS  # noqa: E402 - logged mod
 _VIEWS.update(MODEL_VIEWS)
 
 VIEW_NAMES = tuple(_VIEWS)
+
+
+def view_sql(name: str) -> str:
+    """The ``select`` that defines a view over the events table ``ev``."""
+    return _VIEWS[name]
 
 
 def load_events(

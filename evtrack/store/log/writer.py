@@ -375,7 +375,7 @@ class Writer:
 
     def _jsonl(self, scope, evs, chunk) -> bytes:
         """A JSONL segment straight from the buffered tuples (no pyarrow)."""
-        from evtrack.store.log.segments import encode_rows
+        from evtrack.store.log.segments import encode_jsonl_rows
 
         experiment_id, run = scope
         run_id = None if run == "_" else run
@@ -412,7 +412,7 @@ class Writer:
                 )
                 seq += 1
         self._seq = seq
-        return encode_rows(rows)
+        return encode_jsonl_rows(rows)
 
     def _arrow(self, scope, evs, chunk, arrays) -> pa.Table:
         import pyarrow as pa

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import os
 import posixpath
 import urllib.parse
@@ -124,7 +125,7 @@ class ProxiedArtifacts:
                 out.append(entry.path)
         return out
 
-    def delete(self, path: str | None) -> list[str]:
+    def delete(self, path: str | None) -> builtins.list[str]:
         status, body = self.http.request("DELETE", self._path(path or ""))
         if status != 200:
             raise _http_error(status, body)

@@ -94,6 +94,7 @@ class RestStore(RunWrites):
 
     def __init__(self, uri: str) -> None:
         super().__init__()
+        self._created_ms: dict[str, int] = {}  # run id -> when the server created it
         self.uri = uri.rstrip("/")
         self.sink = get_sink(self.uri)
         self.http = self.sink.http
@@ -222,6 +223,7 @@ class RestStore(RunWrites):
             payload["run_name"] = run_name
         run = _run_from_json(self._call("POST", "/runs/create", payload)["run"])
         self._remember_run(run.info.run_id, run.info.experiment_id, {})
+        self._created_ms[run.info.run_id] = now_ms()
         return run
 
     def get_run(self, run_id: str) -> Run:
@@ -233,6 +235,18 @@ class RestStore(RunWrites):
         run = _run_from_json(body["run"])
         self._run_experiment[run_id] = run.info.experiment_id
         return run
+
+    def _event_time(self, run_id: str) -> int:
+        """Now, but after the server's own events for the run (see store/log/fold.py).
+
+        The server wrote the run's first state with its writer; events of two writers in
+        the same millisecond are ordered by writer id, not by when they were made, so a
+        ``set_terminated`` right after ``create_run`` could lose to "RUNNING". Run writes
+        go through the writer (and the spool when the server is down), stamped at least
+        one millisecond after the server answered ``create_run``. Clocks of different
+        hosts are trusted as wall-clock last-writer-wins always trusts them.
+        """
+        return max(now_ms(), self._created_ms.get(run_id, 0) + 1)
 
     def get_run_inputs(self, run_id: str) -> list[DatasetInput]:
         body = self._call("GET", "/runs/get", {"run_id": run_id})["run"]

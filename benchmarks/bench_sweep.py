@@ -1,0 +1,230 @@
+"""The sweep curve: many small runs, and searching them, as the store grows.
+
+Each run is ``create_run`` + ``log_batch`` (3 params, 3 metrics, 2 tags) +
+``set_terminated`` (``_workload.run_spec``), through each system's client API. At each
+size of the curve (1,000 / 10,000 / 100,000 runs; ``--quick``: 500 / 2,000):
+
+* **runs/s**: the last ``window`` runs before that size is reached, timed through the API
+  (evtrack creates every run through its API; MLflow's sqlite store creates the rest in
+  its own format, because at its rate 100,000 API runs take about half an hour);
+* **search warm**: ``search_runs([exp], "metrics.rmse < 0.5 and params.alpha = '0.3'")``,
+  best of 3, in the process that wrote the runs;
+* **search first call**: the same in a fresh process (the first call, imports done);
+* for evtrack both again after ``compact_experiment`` (MLflow has nothing to compact).
+
+Both sides run in this one invocation, so they share the machine's load; the figures
+are best-of, and on a shared machine the slower repeats measure the neighbours.
+
+    python benchmarks/bench_sweep.py [--quick] [--no-mlflow] [--sizes 1000,10000]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from _common import (  # noqa: E402
+    Row,
+    TempRoot,
+    emit,
+    log,
+    mlflow_python,
+    parser,
+    report_error,
+    run_mlflow,
+)
+from _workload import BASE_TIMESTAMP_MS, SEARCH_FILTER, expected_matches, run_spec  # noqa: E402
+
+_FIRST_CALL = r"""
+import json, sys, time
+import evtrack
+client = evtrack.MlflowClient(sys.argv[1])
+t = time.perf_counter()
+runs = client.search_runs([sys.argv[2]], sys.argv[3], max_results=int(sys.argv[4]))
+print(json.dumps({"first": time.perf_counter() - t, "matches": len(runs)}))
+"""
+
+
+def _first_call(uri: str, experiment_id: str, max_results: int) -> dict:
+    out = subprocess.run(
+        [sys.executable, "-c", _FIRST_CALL, uri, experiment_id, SEARCH_FILTER, str(max_results)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    if out.returncode != 0:
+        return {"error": out.stderr.strip().splitlines()[-1] if out.stderr else "failed"}
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+class EvtrackSweep:
+    """An evtrack store grown through the client API, one curve point at a time."""
+
+    def __init__(self, root: str) -> None:
+        os.environ["EVTRACK_AUTO_COMPACT"] = "false"  # compaction is measured on its own
+        import evtrack
+
+        self.uri = root
+        self.client = evtrack.MlflowClient(root)
+        self.experiment_id = self.client.create_experiment("bench-sweep")
+        self.have = 0
+
+    def _run(self, i: int) -> None:
+        from evtrack.entities import Metric, Param, RunTag
+
+        spec = run_spec(i)
+        c = self.client
+        run_id = c.create_run(self.experiment_id).info.run_id
+        c.log_batch(
+            run_id,
+            metrics=[Metric(k, v, BASE_TIMESTAMP_MS, 0) for k, v in spec["metrics"].items()],
+            params=[Param(k, v) for k, v in spec["params"].items()],
+            tags=[RunTag(k, v) for k, v in spec["tags"].items()],
+        )
+        c.set_terminated(run_id)
+
+    def grow(self, target: int, window: int) -> float:
+        """Runs up to ``target``; the rate (runs/s) of the last ``window`` of them."""
+        while self.have < target - window:
+            self._run(self.have)
+            self.have += 1
+        t0 = time.perf_counter()
+        start = self.have
+        while self.have < target:
+            self._run(self.have)
+            self.have += 1
+        return (self.have - start) / (time.perf_counter() - t0)
+
+    def search(self, max_results: int, repeats: int = 3) -> tuple[float, int]:
+        best, count = float("inf"), 0
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            runs = self.client.search_runs(
+                [self.experiment_id], SEARCH_FILTER, max_results=max_results
+            )
+            best = min(best, time.perf_counter() - t0)
+            count = len(runs)
+        return best, count
+
+    def compact(self) -> float:
+        from evtrack.store.log.compaction import compact_experiment
+
+        t0 = time.perf_counter()
+        compact_experiment(self.client.store.layout, self.experiment_id)
+        return time.perf_counter() - t0
+
+
+def main() -> None:
+    p = parser(__doc__.split("\n\n")[0])
+    p.add_argument("--sizes", default=None, help="comma-separated store sizes (runs)")
+    p.add_argument("--window", type=int, default=None, help="API runs timed at each size")
+    args = p.parse_args()
+    sizes = (
+        [int(s) for s in args.sizes.split(",")]
+        if args.sizes
+        else ([500, 2_000] if args.quick else [1_000, 10_000, 100_000])
+    )
+    window = args.window or (200 if args.quick else 500)
+    python = mlflow_python(args)
+    rows: list[Row] = []
+    with TempRoot("sweep", args.keep) as tmp:
+        ev = EvtrackSweep(str(tmp.sub("evtrack")))
+        ml: dict = {}
+        for n in sizes:
+            max_results = max(n, 1_000)
+            log(f"{n:,} runs: evtrack ...")
+            rate = ev.grow(n, min(window, n))
+            warm, matches = ev.search(max_results)
+            first = _first_call(ev.uri, ev.experiment_id, max_results)
+            compact_s = ev.compact()
+            warm_c, matches_c = ev.search(max_results)
+            first_c = _first_call(ev.uri, ev.experiment_id, max_results)
+            expected = expected_matches(n)
+            log(
+                f"  evtrack: {rate:,.0f} runs/s, search warm {warm * 1e3:.1f} ms, first "
+                f"{first.get('first', float('nan')) * 1e3:.0f} ms, compacted in {compact_s:.1f}"
+                f" s: warm {warm_c * 1e3:.1f} ms, first "
+                f"{first_c.get('first', float('nan')) * 1e3:.0f} ms; matches {matches}/"
+                f"{matches_c}/{first.get('matches')} (expected {expected})"
+            )
+            sqlite: dict = {}
+            sqlite_first: dict = {}
+            if python:
+                log(f"{n:,} runs: MLflow sqlite ...")
+                params = {
+                    "store": "sqlite",
+                    "root": str(tmp.sub("mlflow-sqlite")),
+                    "n_runs": n,
+                    "window": min(window, n),
+                    "filter": SEARCH_FILTER,
+                    "max_results": max_results,
+                    **{k: ml[k] for k in ("uri", "experiment_id", "first", "have") if k in ml},
+                }
+                sqlite = run_mlflow(
+                    python,
+                    "sweep_step",
+                    params,
+                    workdir=tmp.path,
+                    timeout=3600,
+                    verbose=args.verbose,
+                )
+                if not report_error("MLflow sqlite", sqlite):
+                    ml = sqlite
+                    sqlite_first = run_mlflow(
+                        python,
+                        "search_read",
+                        {
+                            "uri": sqlite["uri"],
+                            "experiment_id": sqlite["experiment_id"],
+                            "filter": SEARCH_FILTER,
+                            "max_results": max_results,
+                            "warm_repeats": 0,
+                        },
+                        workdir=tmp.path,
+                        timeout=600,
+                        verbose=args.verbose,
+                    )
+                    log(
+                        f"  MLflow sqlite: {sqlite.get('api_rate') or 0:,.0f} runs/s, search warm "
+                        f"{min(sqlite['warm']) * 1e3:.1f} ms, first "
+                        f"{sqlite_first.get('cold', float('nan')) * 1e3:.0f} ms; matches "
+                        f"{sqlite.get('matches')}"
+                    )
+            sq_warm = min(sqlite["warm"]) if sqlite.get("warm") else None
+            sq_first = sqlite_first.get("cold")
+            note = f"{n:,} runs in the store"
+            rows += [
+                Row(
+                    f"create_run+log_batch+set_terminated @ {n:,}",
+                    "/s",
+                    rate,
+                    sqlite.get("api_rate"),
+                    note=f"last {min(window, n)} runs before {n:,}",
+                    target="≥ 2,000/s",
+                ),
+                Row(f"search_runs warm @ {n:,}", "s", warm, sq_warm, target="≤ 0.5× sqlite"),
+                Row(f"search_runs warm, compacted @ {n:,}", "s", warm_c, sq_warm),
+                Row(
+                    f"search_runs first call @ {n:,}",
+                    "s",
+                    first.get("first"),
+                    sq_first,
+                    note=f"fresh process; {note}",
+                ),
+                Row(
+                    f"search_runs first call, compacted @ {n:,}",
+                    "s",
+                    first_c.get("first"),
+                    sq_first,
+                ),
+            ]
+    emit(rows, args, "Sweeps: runs/s and filtered search vs number of runs")
+
+
+if __name__ == "__main__":
+    main()
