@@ -124,7 +124,7 @@ class ProxiedArtifacts:
                 out.append(entry.path)
         return out
 
-    def delete(self, path: str | None) -> list[str]:
+    def delete(self, path: str | None) -> _Paths:  # `list` here is the method above
         status, body = self.http.request("DELETE", self._path(path or ""))
         if status != 200:
             raise _http_error(status, body)
