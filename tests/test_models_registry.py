@@ -203,3 +203,16 @@ def test_compaction_keeps_every_model_fact(tmp_path):
     compact_all(client.store.layout)
     assert snapshot(True) == before
     assert snapshot(False) == before  # the reduced files hold every fact's winner
+
+
+def test_models_on_a_store_without_a_registry_is_a_clear_error():
+    # A client may be given any TrackingStore; one that is neither the event log nor the
+    # REST store keeps no models, and saying so beats an AttributeError deep inside.
+    from evtrack.errors import StoreError
+
+    class OtherStore:  # stands for a third-party TrackingStore
+        uri = "other://store"
+
+    client = evtrack.MlflowClient(store=OtherStore())
+    with pytest.raises(StoreError, match="no logged models or registry"):
+        client.search_registered_models()
