@@ -5,7 +5,7 @@
 #
 # Installs what the tests need on a fresh Debian machine (Chromium when run as root,
 # evtrack with its test extra, MLflow's own virtualenv), checks that every part is
-# there, runs ruff, then the test suite. A missing part (the MLflow venv, Chromium,
+# there, runs ruff and mypy, then the test suite. A missing part (the MLflow venv, Chromium,
 # Playwright, moto) FAILS the run; nothing is skipped silently. On a machine where a
 # part cannot be had, opt out explicitly: --allow-missing=browser,mlflow (or the
 # EVTRACK_TEST_ALLOW_MISSING variable; parts: mlflow, browser, s3, or all), and the
@@ -47,6 +47,9 @@ python tests/required.py
 echo "== ruff"
 ruff check evtrack tests benchmarks examples
 ruff format --check evtrack tests benchmarks examples
+
+echo "== mypy"
+python -m mypy evtrack
 
 echo "== running the test suite"
 python -m pytest ${pytest_args[@]+"${pytest_args[@]}"}

@@ -364,3 +364,41 @@ def test_live_updates_and_pause_when_hidden(ui: UIProcess, demo: Demo, page) -> 
     page.wait_for_timeout(1_000)
     assert calls  # polling resumes at once when the tab is shown again
     assert_clean(page)
+
+
+def test_logged_models_and_registry(ui: UIProcess, demo: Demo, page) -> None:
+    """A run's logged models link to their files; the models page shows versions and
+    aliases; names that carry markup stay text."""
+    from evtrack.artifacts.repository import ArtifactRepository
+
+    client = MlflowClient(demo.uri)
+    rid = demo.runs["random-forest"]
+    model = client.create_logged_model(demo.wine, XSS["name"], rid)  # its own folder
+    ArtifactRepository(model.artifact_location).write_bytes(
+        "MLmodel", b"flavors:\n  python_function: {}\n"
+    )
+    client.finalize_logged_model(model.model_id, "READY")
+    client.create_registered_model(XSS["tag"], description="the wine model")
+    client.create_model_version(XSS["tag"], model.model_uri, rid, model_id=model.model_id)
+    client.set_registered_model_alias(XSS["tag"], "champion", 1)
+    client.flush()
+
+    page.goto(f"{ui.url}/runs/{rid}")
+    row = f"#logged-models tr[data-model-id='{model.model_id}']"
+    page.wait_for_selector(row)
+    assert page.text_content(f"{row} th") == XSS["name"]
+    assert page.text_content(f"{row} .status") == "READY"
+    shot(page, "run-logged-models")
+    page.click(f"{row} a")
+    page.wait_for_selector("#tree a:text-is('MLmodel')")
+    page.click("#tree a:text-is('MLmodel')")
+    assert "python_function" in page.text_content("#preview")
+
+    page.click("header a.nav-models")
+    page.wait_for_selector("section.registered-model")
+    section = page.locator("section.registered-model", has_text="the wine model")
+    assert section.locator("h2").text_content().startswith(XSS["tag"])
+    assert "@champion" in section.locator("tr[data-version='1']").text_content()
+    assert section.locator(f"tr[data-version='1'] a[href='/runs/{rid}']").count() == 1
+    shot(page, "models")
+    assert_clean(page)

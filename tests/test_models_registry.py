@@ -94,11 +94,12 @@ def test_search_and_filters(client):
         client.search_registered_models("owner = 'x'")
     with pytest.raises(InvalidParameterValue, match="Invalid filter"):
         client.search_registered_models("name ~ 'x'")
-    client.create_model_version("beta", "/some/path", run_id="r1")
-    client.create_model_version("beta", "/other/path", run_id="r2")
+    # runs:/ sources: a server refuses local paths it may not read (docs/security.md)
+    client.create_model_version("beta", "runs:/r1/model", run_id="r1")
+    client.create_model_version("beta", "runs:/r2/model", run_id="r2")
     assert [v.version for v in client.search_model_versions("run_id IN ('r1', 'r2')")] == ["2", "1"]
     assert [v.source for v in client.search_model_versions("name = 'beta' AND run_id = 'r1'")] == [
-        "/some/path"
+        "runs:/r1/model"
     ]
 
 
@@ -114,7 +115,7 @@ def test_errors(client):
         client.get_model_version("m", 3)
     with pytest.raises(InvalidParameterValue, match="integer"):
         client.get_model_version("m", "x")
-    client.create_model_version("m", "/p")
+    client.create_model_version("m", "runs:/r/p")
     for alias in ("latest", "v2", "bad alias"):
         with pytest.raises(InvalidParameterValue, match="Invalid alias"):
             client.set_registered_model_alias("m", alias, 1)
@@ -203,3 +204,16 @@ def test_compaction_keeps_every_model_fact(tmp_path):
     compact_all(client.store.layout)
     assert snapshot(True) == before
     assert snapshot(False) == before  # the reduced files hold every fact's winner
+
+
+def test_models_on_a_store_without_a_registry_is_a_clear_error():
+    # A client may be given any TrackingStore; one that is neither the event log nor the
+    # REST store keeps no models, and saying so beats an AttributeError deep inside.
+    from evtrack.errors import StoreError
+
+    class OtherStore:  # stands for a third-party TrackingStore
+        uri = "other://store"
+
+    client = evtrack.MlflowClient(store=OtherStore())
+    with pytest.raises(StoreError, match="no logged models or registry"):
+        client.search_registered_models()

@@ -35,10 +35,17 @@ def test_registry_endpoints(c):
     err(c.get(f"{API}/registered-models/get?name=zz"), 404, "RESOURCE_DOES_NOT_EXIST")
     err(c.post(f"{API}/registered-models/create", json={}), 400, "INVALID_PARAMETER_VALUE")
 
+    # A source is a models:/ or runs:/ URI, an mlflow-artifacts:/ URI or an allowed
+    # location: the server serves a version's files from it (docs/security.md).
+    for source in ("/tmp/x", "file:///etc", "http://127.0.0.1:9/internal", "runs:/r/../../x"):
+        body = {"name": "m", "source": source, "run_id": "r"}
+        err(c.post(f"{API}/model-versions/create", json=body), 400, "INVALID_PARAMETER_VALUE")
     mv = c.post(
-        f"{API}/model-versions/create", json={"name": "m", "source": "/tmp/x", "run_id": "r"}
+        f"{API}/model-versions/create",
+        json={"name": "m", "source": "mlflow-artifacts:/x", "run_id": "r"},
     )
     assert mv.get_json()["model_version"]["version"] == "1"
+    assert mv.get_json()["model_version"]["source"] == "mlflow-artifacts:/x"
     err(c.post(f"{API}/model-versions/create", json={"name": "m"}), 400, "INVALID_PARAMETER_VALUE")
     err(c.get(f"{API}/model-versions/get?name=m&version=9"), 404, "RESOURCE_DOES_NOT_EXIST")
     err(c.get(f"{API}/model-versions/get?name=m&version=x"), 400, "INVALID_PARAMETER_VALUE")
@@ -69,7 +76,7 @@ def test_registry_endpoints(c):
     ]
     assert [v["version"] for v in versions] == ["1"]
     assert c.get(f"{API}/model-versions/get-download-uri?name=m&version=1").get_json() == {
-        "artifact_uri": "/tmp/x"
+        "artifact_uri": "mlflow-artifacts:/x"
     }
 
     assert (
@@ -104,7 +111,8 @@ def test_logged_model_endpoints(c):
     info = r.get_json()["model"]["info"]
     model_id = info["model_id"]
     assert info["status"] == "LOGGED_MODEL_PENDING"
-    assert info["artifact_uri"] == f"mlflow-artifacts:/{exp}/artifacts/models/{model_id}/artifacts"
+    # MLflow's layout, under the server's own artifact root (<store>/artifacts)
+    assert info["artifact_uri"] == f"mlflow-artifacts:/{exp}/models/{model_id}/artifacts"
     assert r.get_json()["model"]["data"]["params"] == [{"key": "alpha", "value": "0.5"}]
     done = c.patch(f"{API}/logged-models/{model_id}", json={"status": "LOGGED_MODEL_READY"})
     assert done.get_json()["model"]["info"]["status"] == "LOGGED_MODEL_READY"

@@ -60,11 +60,17 @@ print("RESULT " + json.dumps(out))
 """
 
 
-def test_stock_client_logs_registers_and_loads(mlflow_python, server, tmp_path):
-    url, store = server
-    out = run_mlflow(
-        mlflow_python, SCRIPT.format(csv=str(WINE_CSV)), tmp_path, MLFLOW_TRACKING_URI=url
-    )
+@pytest.fixture(scope="module")
+def logged(mlflow_python, server, tmp_path_factory):
+    """What SCRIPT printed: the stock client logged, registered and loaded a model."""
+    url, _ = server
+    tmp = tmp_path_factory.mktemp("log-model")
+    return run_mlflow(mlflow_python, SCRIPT.format(csv=str(WINE_CSV)), tmp, MLFLOW_TRACKING_URI=url)
+
+
+def test_stock_client_logs_registers_and_loads(logged, server):
+    _, store = server
+    out = logged
     want = out["want"]
     for key in ("by_model_id", "by_runs_uri", "by_version", "by_alias"):
         assert np.allclose(out[key], want), key
@@ -86,3 +92,41 @@ def test_stock_client_logs_registers_and_loads(mlflow_python, server, tmp_path):
     x, _ = wine_data()
     for uri in ("models:/wine@champion", out["model_uri"]):
         assert np.allclose(evtrack.pyfunc.load_model(uri).predict(x.head(20)), want), uri
+
+
+LOAD_ONLY = """
+import json, mlflow, pandas as pd
+x = pd.read_csv({csv!r}).drop(columns=["quality"]).head(20)
+out = {{}}
+for uri in {uris!r}:
+    out[uri] = mlflow.pyfunc.load_model(uri).predict(x).tolist()
+try:
+    mlflow.set_experiment("a-write")
+except mlflow.exceptions.MlflowException as exc:
+    out["write"] = exc.error_code
+print("RESULT " + json.dumps(out))
+"""
+
+
+@pytest.mark.parametrize("mode", ["--read-only", "read-role"])
+def test_stock_client_loads_models_without_write_access(
+    mlflow_python, logged, server, tmp_path, mode
+):
+    """Loading a runs:/ URI makes the stock client POST logged-models/search: a read, so a
+    --read-only server and a user with the read role load every kind of model URI."""
+    _, store = server
+    uris = [logged["model_uri"], f"runs:/{logged['run_id']}/model", "models:/wine@champion"]
+    env: dict[str, str] = {}
+    if mode == "--read-only":
+        args = ["--read-only"]
+    else:
+        users = tmp_path / "users"
+        users.write_text("rob:read:reader-pw\n")
+        args = ["--users-file", str(users), "--auth-reads"]
+        env = {"MLFLOW_TRACKING_USERNAME": "rob", "MLFLOW_TRACKING_PASSWORD": "reader-pw"}
+    with ServerProcess(store, args) as url:
+        script = LOAD_ONLY.format(csv=str(WINE_CSV), uris=uris)
+        out = run_mlflow(mlflow_python, script, tmp_path, MLFLOW_TRACKING_URI=url, **env)
+    for uri in uris:
+        assert np.allclose(out[uri], logged["want"]), uri
+    assert out["write"] == "PERMISSION_DENIED"

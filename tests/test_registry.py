@@ -70,3 +70,15 @@ def test_importing_evtrack_imports_no_store():
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_dataset_input_fills_missing_text_fields():
+    # Stored and REST dataset forms are untyped JSON: a field left out reads as the
+    # dataclass default ("" for text), never as None in a field typed str.
+    from evtrack.store.base import dataset_input
+
+    got = dataset_input({"name": "wine", "digest": "d1"}, [("mlflow.data.context", "train")])
+    ds = got.dataset
+    assert (ds.name, ds.digest, ds.source_type, ds.source) == ("wine", "d1", "", "")
+    assert ds.schema is None and ds.profile is None
+    assert [(t.key, t.value) for t in got.tags] == [("mlflow.data.context", "train")]

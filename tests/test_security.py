@@ -188,6 +188,36 @@ def test_proxy_refuses_everything_but_run_artifact_folders(srv):
     )
 
 
+def test_proxy_serves_logged_model_folders_checked_against_the_model(srv):
+    """MLflow 3's log_model uploads to <exp>/models/<model_id>/artifacts: that folder, of a
+    model that exists, and nothing around it."""
+    url, store = srv["url"], srv["store"]
+    eid = new_experiment(url, "models-probe")
+    made = call(f"{url}{API}/logged-models", "POST", {"experiment_id": eid, "name": "m"})
+    info = made.json()["model"]["info"]
+    folder = proxied(info)
+    assert folder == f"{eid}/models/{info['model_id']}/artifacts"
+    assert call(f"{url}{PROXY}/{folder}/MLmodel", "PUT", raw=b"flavors: {}").status == 200
+    assert call(f"{url}{PROXY}/{folder}/MLmodel").body == b"flavors: {}"
+    listing = call(f"{url}{PROXY}?path={folder}").json()
+    assert listing["files"] == [{"path": "MLmodel", "is_dir": False, "file_size": 11}]
+    before = snapshot(store)
+    ghost = f"m-{'0' * 32}"
+    for method, path, data in [
+        ("PUT", f"{eid}/models/{ghost}/artifacts/x", b"no such model"),
+        ("PUT", f"{eid}/models/{info['model_id']}/x", b"outside its artifacts folder"),
+        ("PUT", f"{eid}/models/{info['model_id']}", b"the folder itself"),
+        ("GET", f"{eid}/models", None),
+        ("DELETE", f"{eid}/models/{info['model_id']}", None),
+        ("PUT", f"0/models/{info['model_id']}/artifacts/x", b"another experiment's prefix"),
+        ("PUT", f"{eid}/events/models/{info['model_id']}/artifacts/x", b"into the log"),
+    ]:
+        refused(call(f"{url}{PROXY}/{path}", method, raw=data))
+    assert snapshot(store) == before
+    assert call(f"{url}{API}/logged-models/{info['model_id']}", "DELETE").status == 200
+    refused(call(f"{url}{PROXY}/{folder}/MLmodel"))  # a deleted model's files are gone too
+
+
 def test_runs_the_python_client_wrote_keep_working_through_the_proxy(srv):
     """Runs created straight in the store keep <store>/experiments/<id>/artifacts/…"""
     url, store = srv["url"], srv["store"]

@@ -37,6 +37,7 @@ from evtrack.errors import (
     StoreVersionError,
 )
 from evtrack.store.log.layout import STORE_FORMAT_VERSION
+from evtrack.store.rest.transport import is_http_uri
 
 INT64_MAX = 2**63 - 1
 INT64_MIN = -(2**63)
@@ -139,10 +140,15 @@ class StoreContract:
         assert client.get_experiment_by_name("exp-a").experiment_id == exp_id
         assert client.get_experiment_by_name("no-such-experiment") is None
 
-        custom = uri + "-custom-artifacts"
+        # A server takes only locations on its allow-list (docs/security.md): a proxied
+        # mlflow-artifacts:/ URI, which it maps under its artifact root and shows back.
+        if is_http_uri(uri):
+            custom = "mlflow-artifacts:/exp-b-custom-artifacts"
+        else:
+            custom = uri + "-custom-artifacts"
         other = client.create_experiment("exp-b", artifact_location=custom)
         assert other not in ("0", exp_id)
-        assert client.get_experiment(other).artifact_location.endswith("-custom-artifacts")
+        assert client.get_experiment(other).artifact_location == custom
 
         with pytest.raises(ResourceAlreadyExists) as info:
             client.create_experiment("exp-a")

@@ -676,3 +676,106 @@ def test_evtrack_ui_serves_on_loopback(demo: Demo) -> None:
         refused.value.close()
     finally:
         server.stop()
+
+
+# -- logged models and the registry ----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def models_store(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """A run with two logged models (one saved inside the run's artifacts, as evtrack's
+    ``log_model`` does on a store; one in its own ``models/<id>/artifacts`` folder, as the
+    stock client's uploads through a server), and a registry with versions and aliases."""
+    from evtrack.artifacts.repository import ArtifactRepository
+
+    uri = str(tmp_path_factory.mktemp("web-models") / "store")
+    client = MlflowClient(uri)
+    eid = client.create_experiment("models")
+    run = client.create_run(eid, run_name="trainer")
+    rid = run.info.run_id
+    client.log_text(rid, "flavors:\n  python_function: {}\n", "model/MLmodel")
+    inside = client._models.create_logged_model(
+        eid, "model", rid, artifact_location=f"{run.info.artifact_uri}/model"
+    )
+    client.finalize_logged_model(inside.model_id, "READY")
+    own = client.create_logged_model(eid, XSS["name"], rid)
+    ArtifactRepository(own.artifact_location).write_bytes("MLmodel", b"flavors: {}\n")
+    client.create_registered_model(XSS["tag"], description=XSS["param"])
+    client.create_model_version(XSS["tag"], inside.model_uri, rid, model_id=inside.model_id)
+    client.create_model_version(XSS["tag"], own.model_uri, rid, model_id=own.model_id)
+    client.set_registered_model_alias(XSS["tag"], "champion", 2)
+    client.create_registered_model("empty")
+    client.flush()
+    app = create_app(uri, min_interval=0)
+    app.testing = True
+    return {"uri": uri, "web": app.test_client(), "run": rid, "inside": inside, "own": own}
+
+
+def test_run_page_lists_its_logged_models(models_store: dict) -> None:
+    web, rid = models_store["web"], models_store["run"]
+    inside, own = models_store["inside"], models_store["own"]
+    before = files_of(models_store["uri"])
+    data = get_json(web, f"/runs/{rid}?format=json")
+    by_id = {m["model_id"]: m for m in data["logged_models"]}
+    assert by_id[inside.model_id]["name"] == "model"
+    assert by_id[inside.model_id]["status"] == "READY"
+    assert by_id[inside.model_id]["files"] == {"path": "model", "model": None}
+    assert by_id[own.model_id]["status"] == "PENDING"
+    assert by_id[own.model_id]["artifact_location"] == own.artifact_location
+    assert by_id[own.model_id]["files"] == {"path": None, "model": own.model_id}
+
+    html = web.get(f"/runs/{rid}").get_data(as_text=True)
+    assert 'id="logged-models"' in html and inside.model_id in html
+    assert XSS["name"] not in html and "&lt;img src=x onerror=" in html
+    assert f"/runs/{rid}/artifacts?path=model" in html
+    assert f"/runs/{rid}/artifacts?model={own.model_id}" in html
+
+    # the model in its own folder is browsed through the run's artifact pages
+    shown = get_json(web, f"/runs/{rid}/artifacts?model={own.model_id}&path=MLmodel&format=json")
+    assert shown["location"] == own.artifact_location and shown["model"]["name"] == XSS["name"]
+    assert [n["name"] for n in shown["tree"]] == ["MLmodel"]
+    assert shown["preview"]["kind"] == "mlmodel"
+    raw = web.get(f"/runs/{rid}/artifacts/raw?model={own.model_id}&path=MLmodel")
+    assert raw.status_code == 200 and raw.data == b"flavors: {}\n"
+    html = web.get(f"/runs/{rid}/artifacts?model={own.model_id}").get_data(as_text=True)
+    assert XSS["name"] not in html and f"model={own.model_id}" in html
+    missing = get_json(web, f"/runs/{rid}/artifacts?model=m-{'0' * 32}&format=json", 404)
+    assert missing["error_code"] == "RESOURCE_DOES_NOT_EXIST"
+    assert files_of(models_store["uri"]) == before
+
+
+def test_models_page_lists_registered_models_versions_and_aliases(models_store: dict) -> None:
+    web, rid = models_store["web"], models_store["run"]
+    before = files_of(models_store["uri"])
+    data = get_json(web, "/models?format=json")
+    by_name = {m["name"]: m for m in data["registered_models"]}
+    assert set(by_name) == {XSS["tag"], "empty"}
+    m = by_name[XSS["tag"]]
+    assert m["description"] == XSS["param"]
+    assert m["aliases"] == [{"alias": "champion", "version": 2}]
+    assert [v["version"] for v in m["versions"]] == [2, 1] and m["version_count"] == 2
+    assert m["versions"][0]["aliases"] == ["champion"] and m["versions"][1]["aliases"] == []
+    assert m["versions"][0]["model_id"] == models_store["own"].model_id
+    assert m["versions"][0]["run_id"] == rid
+    assert by_name["empty"]["versions"] == [] and by_name["empty"]["version_count"] == 0
+
+    resp = web.get("/models")
+    html = resp.get_data(as_text=True)
+    assert resp.status_code == 200 and "Content-Security-Policy" in resp.headers
+    assert XSS["tag"] not in html and XSS["param"] not in html
+    assert "&lt;script&gt;window.__xss=1&lt;/script&gt;" in html and "@champion" in html
+    assert f'href="/runs/{rid}"' in html
+    assert 'href="/models"' in web.get("/").get_data(as_text=True)  # reachable from the header
+    for method in WRITE_METHODS:
+        assert web.open("/models", method=method).status_code == 405
+    assert files_of(models_store["uri"]) == before
+
+
+def test_models_page_of_a_store_without_a_registry(tmp_path: Path) -> None:
+    client = MlflowClient(str(tmp_path / "store"))
+    client.create_experiment("plain")
+    client.flush()
+    app = create_app(str(tmp_path / "store"), min_interval=0)
+    data = get_json(app.test_client(), "/models?format=json")
+    assert data["registered_models"] == []
+    assert b"No registered models" in app.test_client().get("/models").data

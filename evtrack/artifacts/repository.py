@@ -252,9 +252,10 @@ class ArtifactRepository:
     def read_bytes(self, path: str) -> bytes:
         full = self.path_of(path)
         try:
-            return self.fs.cat_file(full)
+            data: bytes = self.fs.cat_file(full)  # fsspec is untyped
         except (FileNotFoundError, IsADirectoryError):
             raise ArtifactNotFound(f"No artifact file at {path!r}.") from None
+        return data
 
     def download(self, path: str | None, dst_path: str | None = None) -> str:
         """Copy a file or folder to a local path; returns that path."""

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
+
+if TYPE_CHECKING:
+    from evtrack.tracking.client import MlflowClient
 
 __all__ = ["pass_ctx", "store_options"]
 
@@ -15,10 +18,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 class _Context:
     def __init__(self, tracking_uri: str | None) -> None:
         self.tracking_uri = tracking_uri
-        self._client = None
+        self._client: MlflowClient | None = None
 
     @property
-    def client(self):
+    def client(self) -> MlflowClient:
         if self._client is None:
             from evtrack.store.log.layout import resolve_uri
             from evtrack.tracking.client import MlflowClient

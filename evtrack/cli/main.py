@@ -13,12 +13,15 @@ import csv
 import json
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from evtrack.cli.context import _Context, pass_ctx, store_options
 from evtrack.errors import EvtrackError
+
+if TYPE_CHECKING:
+    from evtrack.entities import Experiment
 
 __all__ = ["main"]
 
@@ -128,7 +131,8 @@ def experiments_search(obj: _Context, view: str, filter_string: str | None, fmt:
     from evtrack.tracking.fluent import search_experiments  # noqa: F401 - same paging as the library
 
     client = obj.client
-    exps, token = [], None
+    exps: list[Experiment] = []
+    token: str | None = None
     while True:
         page = client.search_experiments(_view_type(view), 1000, filter_string, None, token)
         exps.extend(page)

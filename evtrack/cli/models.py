@@ -5,6 +5,8 @@ Thin wrappers: each command calls one function of :mod:`evtrack.models`.
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from evtrack.cli.context import pass_ctx
@@ -153,6 +155,7 @@ def list_command(obj, name: str | None, experiment_id: str | None, fmt: str) -> 
     from evtrack.cli.main import _emit
 
     client = obj.client
+    rows: list[tuple[Any, ...]]  # one tuple per listed item, shaped by what is listed
     if experiment_id is not None:
         found = client.search_logged_models([experiment_id])
         rows = [(m.model_id, m.name, m.status, m.source_run_id, m.artifact_location) for m in found]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import signal
 import sys
+from collections.abc import Mapping
+from typing import Any, TypedDict
 
 import click
 
@@ -13,6 +15,23 @@ from evtrack.errors import InvalidParameterValue
 __all__ = ["run_command"]
 
 _MANAGERS = click.Choice(["local", "uv", "virtualenv", "conda", "docker"])
+
+
+class _RunOptions(TypedDict):
+    """What `evtrack run` passes to both runner.run and runner.detach."""
+
+    entry_point: str
+    version: str | None
+    parameters: Mapping[str, Any] | None
+    docker_args: Mapping[str, str | bool] | None
+    experiment_name: str | None
+    experiment_id: str | None
+    env_manager: str | None
+    run_id: str | None
+    run_name: str | None
+    build_image: bool
+    storage_dir: str | None
+    tracking_uri: str | None
 
 
 def _pairs(values: tuple[str, ...], option: str, flags_ok: bool) -> dict[str, str | bool]:
@@ -98,7 +117,7 @@ def run_command(
     """
     from evtrack.projects import runner
 
-    kwargs = {
+    kwargs: _RunOptions = {
         "entry_point": entry_point,
         "version": version,
         "parameters": _pairs(param_list, "-P", flags_ok=False),

@@ -60,20 +60,20 @@ class DatabaseSource:
         # SQLite metric histories go straight into Arrow through ADBC when it is installed
         # (5x faster than DB-API rows); every other database, and SQLite without it,
         # goes through SQLAlchemy's DB-API connection.
-        self._adbc = None
+        self._adbc: Any = None  # an ADBC connection when the driver is installed
         if self._base is not None:
             try:
                 import adbc_driver_sqlite.dbapi as adbc
-            except ImportError:
-                adbc = None
-            if adbc is not None:
+            except ImportError:  # optional: the DB-API path below reads SQLite too
+                pass
+            else:
                 self._adbc = adbc.connect(uri[len("sqlite:///") :])
 
     def _rows(self, sql: str, args: tuple = ()) -> list[tuple]:
         cur = self._raw.cursor()
         try:
             cur.execute(sql.replace("?", self._param), args)
-            return cur.fetchall()
+            return list(cur.fetchall())
         finally:
             cur.close()
 

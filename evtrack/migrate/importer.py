@@ -58,9 +58,9 @@ class _Progress:
         if enabled:
             try:
                 from tqdm import tqdm
-            except ImportError:
-                tqdm = None
-            if tqdm is not None:
+            except ImportError:  # the bar is optional (the migrate extra)
+                pass
+            else:
                 self.bar = tqdm(total=total, unit="run", desc="import", dynamic_ncols=True)
 
     def step(self, points: int) -> None:
@@ -205,9 +205,17 @@ class _Importer:
         past the client's public methods (to its store's writer): the client has no public way to
         finish creating a claimed run."""
         from evtrack.clock import now_ms
+        from evtrack.errors import StoreError
+        from evtrack.store.log.store import LogStore
 
         client = self.client
-        if client.store.layout.experiment_of_run(run.run_id) != experiment_id:
+        store = client.store
+        if not isinstance(store, LogStore):  # the claim and its repair are event-log things
+            raise StoreError(
+                f"Run '{run.run_id}' was claimed by an interrupted import but never created; "
+                f"{type(store).__name__} cannot finish it. Import into the store directly."
+            )
+        if store.layout.experiment_of_run(run.run_id) != experiment_id:
             raise ResourceAlreadyExists(
                 f"Run '{run.run_id}' already exists in another experiment of {client.tracking_uri}."
             )
@@ -223,7 +231,7 @@ class _Importer:
         }
         t = now_ms()
         for key, value in attrs.items():
-            client.store.writer.add(experiment_id, run.run_id, "run", key, value, time_ms=t)
+            store.writer.add(experiment_id, run.run_id, "run", key, value, time_ms=t)
         tags = {**run.tags, "mlflow.runName": attrs["run_name"]}
         client.log_batch(run.run_id, tags=[RunTag(k, v) for k, v in tags.items()], synchronous=True)
 

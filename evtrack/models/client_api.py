@@ -3,9 +3,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from evtrack.models.entities import LoggedModel, ModelVersion, RegisteredModel
+
+if TYPE_CHECKING:
+    from evtrack.store.base import TrackingStore
 
 __all__ = ["ModelsClientMixin"]
 
@@ -20,18 +23,28 @@ def _kv(items: Any) -> dict[str, str]:
 
 
 class ModelsClientMixin:
+    store: TrackingStore  # set by the client this is mixed into
+
     @property
     def _models(self):
         # the implementation follows the client's tracking store
         from evtrack.store.rest.store import RestStore
 
-        store = self.store  # type: ignore[attr-defined]
+        store = self.store
         if isinstance(store, RestStore):
             from evtrack.store.rest.models import RestModelStore
 
             return RestModelStore(store)
         from evtrack.store.log.models import ModelStore
+        from evtrack.store.log.store import LogStore
 
+        if not isinstance(store, LogStore):  # a client given some other TrackingStore
+            from evtrack.errors import StoreError
+
+            raise StoreError(
+                f"{type(store).__name__} keeps no logged models or registry: models need "
+                "an event-log store or an evtrack server."
+            )
         return ModelStore(store)
 
     # logged models

@@ -93,7 +93,8 @@ def _enforce_columns(data: Any, schema: Schema):
     import numpy as np
     import pandas as pd
 
-    specs: list[ColSpec] = schema.inputs  # type: ignore[assignment]
+    # a Schema's inputs are all columns or all tensors (Schema checks); this one's are columns
+    specs = [s for s in schema.inputs if isinstance(s, ColSpec)]
     names = schema.input_names()
     if isinstance(data, dict):
         try:
@@ -183,7 +184,8 @@ def _enforce_tensor(value: Any, spec: TensorSpec, name: str):
 def _enforce_tensors(data: Any, schema: Schema):
     import pandas as pd
 
-    specs: list[TensorSpec] = schema.inputs  # type: ignore[assignment]
+    # a Schema's inputs are all columns or all tensors (Schema checks); this one's are tensors
+    specs = [s for s in schema.inputs if isinstance(s, TensorSpec)]
     if isinstance(data, pd.DataFrame):
         if len(specs) == 1:
             data = data.to_numpy()
@@ -205,11 +207,14 @@ def _enforce_tensors(data: Any, schema: Schema):
 
 def double_columns(schema: Schema | None) -> list[str] | None:
     """The column names when the signature is only named ``double`` columns, else None."""
-    if schema is None or schema.is_tensor_spec() or not schema.has_input_names():
+    if schema is None:
         return None
-    if any(s.type != "double" for s in schema.inputs):
-        return None
-    return [s.name for s in schema.inputs]
+    names: list[str] = []
+    for s in schema.inputs:
+        if not isinstance(s, ColSpec) or s.name is None or s.type != "double":
+            return None
+        names.append(s.name)
+    return names or None
 
 
 def numeric_frame(columns: list | None, rows: list, schema: Schema | None):
@@ -220,7 +225,9 @@ def numeric_frame(columns: list | None, rows: list, schema: Schema | None):
     import numpy as np
 
     names = double_columns(schema)
-    if names is None or columns != names or not rows:
+    if names is None:
+        return None
+    if columns is None or columns != names or not rows:
         return None
     try:
         arr = np.array(rows)

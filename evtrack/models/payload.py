@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import json
 import re
+from types import ModuleType
 from typing import Any
 
 from evtrack.errors import BadRequest
@@ -21,6 +22,7 @@ __all__ = ["encode_json", "encode_predictions", "parse_csv", "parse_json", "pars
 _DATA_KEYS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 _FORMATS = ("pandas-split", "pandas-records")
 
+_orjson: ModuleType | None
 try:  # orjson parses and writes JSON several times faster, numpy arrays included
     import orjson as _orjson
 except ImportError:  # pragma: no cover - orjson is in the serve extra
@@ -113,7 +115,7 @@ _ROW_BREAK = re.compile(rb"\]\s*,\s*\[")
 _LARGE = 64 * 1024
 
 
-def _large_numeric_split(body: bytes, fmt: str | None, schema: Any):
+def _large_numeric_split(body: bytes | str, fmt: str | None, schema: Any):
     """A large split-orient body of plain numbers for an all-``double`` signature, parsed
     without building a Python float per value: the ``data`` array is cut out of the raw
     bytes and read by Arrow's multi-threaded CSV reader (one row per line), the rest is

@@ -23,7 +23,7 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, TextIO
+from typing import IO, Any
 
 from evtrack import settings
 
@@ -50,7 +50,7 @@ def content_hash(*parts: Any) -> str:
 
 
 @contextmanager
-def locked(lock_path: str, what: str, out: TextIO | None = None) -> Iterator[None]:
+def locked(lock_path: str, what: str, out: IO[str] | None = None) -> Iterator[None]:
     """Hold the exclusive lock ``lock_path``; say so on ``out`` if another process has it."""
     from filelock import FileLock, Timeout
 

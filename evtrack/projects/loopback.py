@@ -34,8 +34,8 @@ class LoopbackServer:
         self._store_uri = store_uri
         self._app: Callable[..., Iterable[bytes]] | None = None
         self._ready = threading.Event()
+        # threaded=True: a ThreadedWSGIServer, whose request threads are daemons already
         self._server = make_server("127.0.0.1", 0, self._wsgi, threaded=True, request_handler=Quiet)
-        self._server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self._server.port}"
         self._thread = threading.Thread(target=self._serve, name="evtrack-loopback", daemon=True)
 

@@ -37,7 +37,7 @@ import threading
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from evtrack import settings
 from evtrack.errors import EvtrackError, ExecutionError, InvalidParameterValue
@@ -50,6 +50,9 @@ from evtrack.projects.environments import (
 )
 from evtrack.projects.sources import Source, fetch
 from evtrack.projects.spec import EntryPoint, Project, load_project
+
+if TYPE_CHECKING:
+    from evtrack.projects.loopback import LoopbackServer
 
 __all__ = [
     "ERROR_TAG",
@@ -342,7 +345,7 @@ class _Execution:
     ) -> None:
         self.client, self.plan, self.submitted = client, p, submitted
         self.artifact_uri, self.out, self.sink = artifact_uri, out, sink
-        self.server = None
+        self.server: LoopbackServer | None = None
         self.build_log: str | None = None
         self.scratch = tempfile.mkdtemp(prefix="evtrack-project-")
         self.output_path = os.path.join(self.scratch, "output.log")
@@ -443,10 +446,10 @@ class _Execution:
         if not remote_store and (must_serve or prepared.has_mlflow is not False):
             from evtrack.projects.loopback import LoopbackServer
 
-            self.server = LoopbackServer(store_uri).start()
-            mlflow_uri = self.server.url
+            self.server = server = LoopbackServer(store_uri).start()
+            mlflow_uri = server.url
             if must_serve:  # the child cannot open this store itself
-                evtrack_uri = self.server.url
+                evtrack_uri = server.url
         tracking = {
             "EVTRACK_RUN_ID": self.submitted.run_id,
             "EVTRACK_EXPERIMENT_ID": self.submitted.experiment_id,
@@ -468,6 +471,7 @@ class _Execution:
 
     def _monitor(self, proc: subprocess.Popen) -> None:
         sink = self.sink if self.sink is not None else sys.stdout
+        binary: Any  # a binary stream, or None for a text sink without one
         if isinstance(sink, (io.RawIOBase, io.BufferedIOBase)):
             binary = sink
         else:

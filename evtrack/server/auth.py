@@ -31,7 +31,9 @@ __all__ = ["ROLES", "Auth", "is_write"]
 #: What a user may do: ``read`` (every GET and read-only POST) or ``write`` (everything).
 ROLES = ("read", "write")
 
-#: POST routes that only read (searches, SQL).
+#: POST routes that only read (searches, SQL). ``logged-models/search`` is how the stock
+#: MLflow 3 client resolves ``runs:/`` model URIs: without it a ``--read-only`` server or
+#: a ``read`` user could not load a model.
 _READ_POSTS = (
     "/experiments/search",
     "/runs/search",

@@ -121,6 +121,37 @@ class Backend:
             return f"{self.proxied_root}/{rel}" if rel else self.proxied_root
         return self.locations.check_new(_file_url(uri) if "://" not in uri else uri)
 
+    def stored_source(self, source: str) -> str:
+        """A model version's ``source`` as stored, for a source a client sends.
+
+        ``models:/…`` and ``runs:/…`` URIs name an entity of this store and are kept as
+        given (MLflow 3's ``register_model`` sends ``models:/<model_id>``);
+        ``mlflow-artifacts:/…`` maps to the artifact root as in :meth:`stored_uri`. Any
+        other location must be one this server may read (its artifact root, the store's
+        run folders, ``--allowed-artifact-locations``): a version's files are served from
+        it, so a client must not point one at ``/etc`` or an internal URL. As in MLflow,
+        a ``..`` component is refused everywhere.
+        """
+        import urllib.parse
+
+        if ".." in urllib.parse.unquote(source).replace("\\", "/").split("/"):
+            raise InvalidParameterValue(
+                f"Invalid model version source {source!r}: relative path components (..) "
+                "are not allowed."
+            )
+        if source.startswith(("models:/", "runs:/")):
+            return source
+        if source.startswith(PROXY_SCHEME):
+            return self.stored_uri(source)
+        url = _file_url(source)
+        if not self.locations.may_read(url):
+            raise InvalidParameterValue(
+                f"Invalid model version source {source!r}: give a models:/ or runs:/ URI, "
+                "an mlflow-artifacts:/ URI, or a location under the server's artifact root "
+                "or its --allowed-artifact-locations."
+            )
+        return url
+
     def proxied_path(self, rel: str) -> str:
         """The storage URL of a path under the proxied root (``rel`` already checked)."""
         return f"{self.proxied_root}/{rel}" if rel else self.proxied_root

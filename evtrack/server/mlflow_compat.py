@@ -176,8 +176,9 @@ def search_datasets() -> Response:
             f"SearchDatasets request cannot specify more than {MAX_EXPERIMENT_IDS_PER_REQUEST}"
             f" experiment_ids. Received {len(ids)} experiment_ids."
         )
-    client = backend().client
-    known = set(backend().store.layout.list_experiment_ids())
+    b = backend()
+    client = b.client
+    known = set(b.store.layout.list_experiment_ids())
     ids = [i for i in ids if i in known]
     summaries = []
     if ids:

@@ -266,7 +266,7 @@ def create_model_version() -> Response:
         },
         ("name", "source"),
     )
-    source = backend().stored_uri(m["source"])
+    source = backend().stored_source(m["source"])
     mv = _models().create_model_version(
         m["name"], source, m.get("run_id"), _pairs(m.get("tags")), m.get("run_link"),
         m.get("description"), m.get("model_id"),

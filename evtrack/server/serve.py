@@ -90,8 +90,8 @@ def _serve_threaded(host: str, port: int, kwargs: dict[str, Any]) -> None:
                 super().log_request(code, size)
 
     app = _app(kwargs)
+    # threaded=True: a ThreadedWSGIServer, whose request threads are daemons already
     server = make_server(host, port, app, threaded=True, request_handler=Handler)
-    server.daemon_threads = True
 
     def stop(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt

@@ -58,7 +58,7 @@ class ServerProcess:
                 self.cmd, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
         finally:
-            if log is not subprocess.DEVNULL:
+            if not isinstance(log, int):  # subprocess.DEVNULL is an int, not a file
                 log.close()  # the child has its own copy of the descriptor
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

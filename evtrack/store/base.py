@@ -21,7 +21,7 @@ writer: they are durable when a call with ``synchronous=True`` returns, after
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 if TYPE_CHECKING:  # pragma: no cover
     import duckdb
@@ -40,14 +40,16 @@ __all__ = [
     "history_metrics",
 ]
 
+T = TypeVar("T")
+
 DEFAULT_EXPERIMENT_ID = "0"
 DEFAULT_EXPERIMENT_NAME = "Default"
 
 
-class PagedList(list):
+class PagedList(list[T]):
     """A page of results; ``token`` fetches the next page (None on the last)."""
 
-    def __init__(self, items: Iterable[Any], token: str | None) -> None:
+    def __init__(self, items: Iterable[T], token: str | None) -> None:
         super().__init__(items)
         self.token = token
 
@@ -64,18 +66,28 @@ def history_metrics(table: pa.Table, key: str, run_id: str) -> list[Metric]:
 
 
 def dataset_input(dataset: dict[str, Any], tags: Iterable[tuple[str, str]]) -> DatasetInput:
-    """A :class:`DatasetInput` from its stored or REST form (missing fields are None)."""
+    """A :class:`DatasetInput` from its stored or REST form (missing text fields are "", schema and profile None)."""
     from evtrack.entities import Dataset, DatasetInput, InputTag
 
-    ds = Dataset(
-        name=dataset.get("name") or "",
-        digest=dataset.get("digest") or "",
-        source_type=dataset.get("source_type") or "",
-        source=dataset.get("source") or "",
-        schema=dataset.get("schema"),
-        profile=dataset.get("profile"),
+    def text(key: str) -> str:  # a missing required text field reads as "", never None
+        value = dataset.get(key)
+        return "" if value is None else str(value)
+
+    def optional(key: str) -> str | None:
+        value = dataset.get(key)
+        return None if value is None else str(value)
+
+    return DatasetInput(
+        Dataset(
+            name=text("name"),
+            digest=text("digest"),
+            source_type=text("source_type"),
+            source=text("source"),
+            schema=optional("schema"),
+            profile=optional("profile"),
+        ),
+        [InputTag(k, v) for k, v in tags],
     )
-    return DatasetInput(ds, [InputTag(k, v) for k, v in tags])
 
 
 @runtime_checkable
@@ -104,7 +116,7 @@ class TrackingStore(Protocol):
         filter_string: str | None,
         order_by: list[str] | None,
         page_token: str | None,
-    ) -> PagedList: ...
+    ) -> PagedList[Experiment]: ...
 
     def rename_experiment(self, experiment_id: str, new_name: str) -> None: ...
 
@@ -198,7 +210,7 @@ class TrackingStore(Protocol):
         max_results: int,
         order_by: list[str] | None,
         page_token: str | None,
-    ) -> PagedList: ...
+    ) -> PagedList[Run]: ...
 
     # -- artifacts -----------------------------------------------------------------------
 
@@ -222,7 +234,9 @@ class TrackingStore(Protocol):
         """Fold an ended run's segments into compacted files (an optimisation)."""
         ...
 
-    def sql(self, query: str, params: list | dict | None = None) -> duckdb.DuckDBPyRelation:
+    def sql(
+        self, query: str, params: list[Any] | dict[str, Any] | None = None
+    ) -> duckdb.DuckDBPyRelation:
         """Run SQL over the documented views, isolated from every other reader."""
         ...
 

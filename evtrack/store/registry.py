@@ -16,7 +16,7 @@ import importlib
 import importlib.util
 import os
 import threading
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from evtrack.errors import InvalidParameterValue, MissingDependency
 
@@ -96,7 +96,14 @@ def _scheme(uri: str) -> str:
     return uri.split("://", 1)[0].lower() if "://" in uri else "file"
 
 
-def get_store_class(uri: str) -> type:
+class StoreClass(Protocol):
+    """A store class: opened with its canonical URI (TrackingStore, a Protocol, has no
+    constructor of its own to say so)."""
+
+    def __call__(self, uri: str, /) -> TrackingStore: ...
+
+
+def get_store_class(uri: str) -> StoreClass:
     """The store class for ``uri``'s scheme; a clear error if unknown or not installed."""
     scheme = _scheme(uri)
     entry = _REGISTRY.get(scheme)
@@ -111,7 +118,9 @@ def get_store_class(uri: str) -> type:
             f"pip install 'evtrack[{entry.extra}]'."
         )
     module, _, name = entry.target.partition(":")
-    return getattr(importlib.import_module(module), name)
+    # The registry's targets are TrackingStore implementations (a test checks each one).
+    cls: StoreClass = getattr(importlib.import_module(module), name)
+    return cls
 
 
 def get_tracking_store(uri: str | None = None) -> TrackingStore:

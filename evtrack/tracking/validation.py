@@ -30,7 +30,7 @@ import posixpath
 import re
 import urllib.parse
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, SupportsFloat, cast
 
 from evtrack.errors import InvalidParameterValue
 
@@ -204,8 +204,8 @@ def check_text(value: Any, path: str = "value") -> Any:
     Cheap on the hot path: ASCII strings (nearly all keys and values) skip the scan.
     Non-strings are returned as they are; their own checks decide about them.
     """
-    if type(value) is str and not value.isascii() and _SURROGATE_RE.search(value):
-        at = _SURROGATE_RE.search(value).start()  # type: ignore[union-attr]
+    if type(value) is str and not value.isascii() and (found := _SURROGATE_RE.search(value)):
+        at = found.start()
         raise InvalidParameterValue(
             f"Invalid value for parameter '{path}' supplied: it holds a lone UTF-16 surrogate"
             f" (U+{ord(value[at]):04X} at character {at}), which is not valid Unicode text."
@@ -375,7 +375,9 @@ def _metric_value_slow(value: Any, key: str | None, depth: int = 0) -> float:
             raise _too_big(value, key) from None
     if isinstance(value, numbers.Number) and not isinstance(value, numbers.Complex):
         try:  # decimal.Decimal: a Number but not Real; MLflow accepts it
-            return float(value)
+            # numbers.Number declares no __float__ (Decimal has one); a Number without it
+            # raises TypeError, handled below.
+            return float(cast(SupportsFloat, value))
         except (TypeError, ValueError, OverflowError):
             pass
     elif depth == 0 and not isinstance(value, numbers.Number):

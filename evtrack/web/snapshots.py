@@ -2,7 +2,7 @@
 
 A snapshot is an in-memory DuckDB database holding the folded views of one experiment
 (``runs``, ``params``, ``tags``, ``latest_metrics``, ``artifacts``, ``inputs``,
-``experiments``, ``experiment_tags``) as tables, built from a :mod:`summary
+``experiments``, ``experiment_tags``, ``logged_models``) as tables, built from a :mod:`summary
 <evtrack.web.summary>` of its events. Requests query it through their own cursor, so
 a page over 50,000 runs is a few milliseconds of SQL and no Python object per run.
 
@@ -51,6 +51,7 @@ TABLES = (
     "latest_metrics",
     "artifacts",
     "inputs",
+    "logged_models",
 )
 
 
@@ -110,8 +111,9 @@ def _arrow(relation: Any) -> Any:
 
 #: Tables keyed by run: an update replaces the rows of the runs it touches.
 RUN_TABLES = ("runs", "params", "tags", "latest_metrics", "artifacts", "inputs")
-#: Tables of the experiment itself: small, replaced whole on every update.
-EXPERIMENT_TABLES = ("experiments", "experiment_tags")
+#: Tables of the experiment itself: small, replaced whole on every update (a logged
+#: model's events belong to no run, so an update's summary holds all of them).
+EXPERIMENT_TABLES = ("experiments", "experiment_tags", "logged_models")
 
 _RUNS_SQL = (
     "select r.*, p.value as parent_id from runs r left join tags p "

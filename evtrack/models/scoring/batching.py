@@ -31,27 +31,29 @@ class Batcher:
         self._run = run  # runs a blocking call off the event loop (with the timeout)
         self.max_size = max(1, max_size)
         self.max_ms = max(0.0, max_ms)
-        self._queue: asyncio.Queue | None = None
+        self._queue: asyncio.Queue[tuple[Any, asyncio.Future[Any]]] | None = None
         self._task: asyncio.Task | None = None
         self._on_batch = on_batch
 
-    def start(self) -> None:
-        self._queue = asyncio.Queue()
+    def start(self) -> asyncio.Queue[tuple[Any, asyncio.Future[Any]]]:
+        queue: asyncio.Queue[tuple[Any, asyncio.Future[Any]]] = asyncio.Queue()
+        self._queue = queue
         self._task = asyncio.get_running_loop().create_task(self._loop())
+        return queue
 
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
 
     async def submit(self, frame: Any) -> Any:
-        if self._queue is None:
-            self.start()
+        queue = self._queue if self._queue is not None else self.start()
         fut = asyncio.get_running_loop().create_future()
-        await self._queue.put((frame, fut))
+        await queue.put((frame, fut))
         return await fut
 
     async def _collect(self) -> list[tuple[Any, asyncio.Future]]:
         queue = self._queue
+        assert queue is not None, "_loop runs only after start() made the queue"
         items = [await queue.get()]
         rows = len(items[0][0])
         deadline = asyncio.get_running_loop().time() + self.max_ms / 1000

@@ -81,7 +81,7 @@ def to_model_input(body: Any, schema: Schema | None) -> tuple[Any, dict | None]:
     params = body.get("parameters")
     params = params if isinstance(params, dict) and params else None
     columns = schema is not None and not schema.is_tensor_spec() and schema.inputs
-    if columns and len(tensors) == 1:
+    if columns and schema is not None and len(tensors) == 1:
         ((name, arr),) = tensors.items()
         names = schema.input_names()
         if name not in names and arr.ndim == 2 and arr.shape[1] == len(names):

@@ -16,31 +16,35 @@ _ROW_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 1024, 4096, 16384, 65536, 2621
 
 class ScoringMetrics:
     def __init__(self, multiprocess: bool = False) -> None:
-        from prometheus_client import CollectorRegistry, Counter, Histogram
+        from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 
         # with workers, prometheus_client writes under PROMETHEUS_MULTIPROC_DIR (set by
         # `evtrack models serve`) and /metrics sums every worker's files
         self.multiprocess = multiprocess
         self.registry = CollectorRegistry()
-        kw = {} if self.multiprocess else {"registry": self.registry}
+        # (the process-wide default registry is what multiprocess mode collects from)
+        registry = REGISTRY if self.multiprocess else self.registry
         self.requests = Counter(
-            "evtrack_scoring_requests", "Requests answered", ["route", "status"], **kw
+            "evtrack_scoring_requests", "Requests answered", ["route", "status"], registry=registry
         )
         self.latency = Histogram(
             "evtrack_scoring_request_seconds",
             "Time from request to response",
             ["route"],
             buckets=_LATENCY_BUCKETS,
-            **kw,
+            registry=registry,
         )
         self.batch_rows = Histogram(
-            "evtrack_scoring_batch_rows", "Rows per model call", buckets=_ROW_BUCKETS, **kw
+            "evtrack_scoring_batch_rows",
+            "Rows per model call",
+            buckets=_ROW_BUCKETS,
+            registry=registry,
         )
         self.batch_requests = Histogram(
             "evtrack_scoring_batch_requests",
             "Requests merged into one model call",
             buckets=_ROW_BUCKETS[:10],
-            **kw,
+            registry=registry,
         )
 
     def observe(self, route: str, status: int, seconds: float) -> None:

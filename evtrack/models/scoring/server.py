@@ -8,6 +8,7 @@ options through one environment variable (a process handoff, not a user setting)
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import tempfile
@@ -111,28 +112,24 @@ def serve(
         batch_max_size=batch_max_size,
         batch_max_ms=batch_max_ms,
     )
-    common = {
-        "host": host,
-        "port": port,
-        "log_level": "warning",
-        "access_log": False,
-        "timeout_graceful_shutdown": 5,
-    }
+    common = functools.partial(
+        uvicorn.run,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=5,
+        lifespan="on",
+    )
     if workers == 1:
-        uvicorn.run(build_app(local, **options), lifespan="on", **common)
+        common(build_app(local, **options))
         return
     build_app(local, **options)  # fail here, once, if the model cannot load
     options["multiprocess_metrics"] = True
     # uvicorn's workers are fresh processes: the environment is what they inherit
     os.environ.update({_HANDOFF: json.dumps({"model_path": local, "options": options})})
     os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="evtrack-prom-"))
-    uvicorn.run(
-        "evtrack.models.scoring.server:app_from_handoff",
-        factory=True,
-        workers=workers,
-        lifespan="on",
-        **common,
-    )
+    common("evtrack.models.scoring.server:app_from_handoff", factory=True, workers=workers)
 
 
 def _default_name(model_uri: str) -> str:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, TextIO
+from typing import IO, TYPE_CHECKING
 
 from evtrack.errors import InvalidParameterValue
 
@@ -45,7 +45,7 @@ class BuildContext:
     """What a build may use: where progress goes, the run it is for, docker options."""
 
     source: Source
-    out: TextIO
+    out: IO[str]
     build_image: bool = False
     docker_args: Mapping[str, str | bool] = field(default_factory=dict)
     #: The run's artifact folder when it is local (a container gets it mounted).

@@ -24,7 +24,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import TextIO
+from typing import IO
 
 from evtrack.errors import EvtrackError
 from evtrack.projects.cache import MARKER, cache_dir, locked
@@ -48,7 +48,7 @@ def cached_build(
     key: str,
     what: str,
     build: Callable[[str, Step], None],
-    out: TextIO,
+    out: IO[str],
 ) -> tuple[str, str]:
     """``(folder, log path)`` of the environment ``kind-key``, built by ``build`` if needed."""
     root = cache_dir("envs")
@@ -82,8 +82,8 @@ def cached_build(
 
 def run_step(
     argv: Sequence[str],
-    log: TextIO,
-    out: TextIO,
+    log: IO[str],
+    out: IO[str],
     what: str,
     *,
     cwd: str | None = None,
@@ -124,7 +124,7 @@ def run_step(
         )
 
 
-def _lines(stream: TextIO, log: TextIO, progress: _Progress) -> Iterator[str]:
+def _lines(stream: IO[str], log: IO[str], progress: _Progress) -> Iterator[str]:
     for line in stream:
         log.write(line)
         log.flush()
@@ -135,7 +135,7 @@ def _lines(stream: TextIO, log: TextIO, progress: _Progress) -> Iterator[str]:
 class _Progress:
     """A redrawn status line on a terminal; silence (the step lines suffice) elsewhere."""
 
-    def __init__(self, out: TextIO, what: str) -> None:
+    def __init__(self, out: IO[str], what: str) -> None:
         self.out, self.what = out, what
         self.last_line = ""
         self._started = time.monotonic()

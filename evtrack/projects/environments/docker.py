@@ -133,9 +133,10 @@ def _build_image(docker: str, project: Project, ctx: BuildContext) -> tuple[str,
     dockerfile = os.path.join(project.directory, "Dockerfile")
     tmp = None
     if not os.path.isfile(dockerfile):
+        image = (project.docker_env or {}).get("image")  # only docker_env projects get here
         fd, tmp = tempfile.mkstemp(prefix="Dockerfile.evtrack-")
         with os.fdopen(fd, "w") as f:
-            f.write(f"FROM {project.docker_env['image']}\nCOPY . {WORKDIR}/\nWORKDIR {WORKDIR}\n")
+            f.write(f"FROM {image}\nCOPY . {WORKDIR}/\nWORKDIR {WORKDIR}\n")
         dockerfile = tmp
     log_path = os.path.join(cache_dir("envs"), f"docker-{tag.replace(':', '-')}.log")
     what = f"docker image {tag}"

@@ -1,5 +1,9 @@
 """A run's artifacts: the file tree, previews, and downloads.
 
+With ``?model=<model_id>`` the same pages show the files of one of the run's logged
+models that live in a folder of their own (``<experiment>/models/<model_id>/artifacts``,
+where MLflow 3's client uploads them through a server).
+
 Previews are rendered by the server as escaped text (text, JSON, YAML, MLmodel, CSV as
 a table) or as ``<img>`` (raster images and SVG: an image element never runs script).
 Files are opened only at allowed locations (``WebState.locations``: no URL a client
@@ -20,7 +24,7 @@ from typing import Any
 
 from flask import Response, request
 
-from evtrack.errors import ArtifactNotFound, InvalidParameterValue
+from evtrack.errors import ArtifactNotFound, InvalidParameterValue, ResourceDoesNotExist
 from evtrack.web.views.base import blueprint, page, state
 
 MAX_TREE = 5000
@@ -45,14 +49,30 @@ _YAML_NAMES = {"MLmodel", "MLproject"}
 _NEVER_INLINE = {".html", ".htm", ".xhtml", ".svg", ".xml", ".js", ".mjs", ".pdf"}
 
 
+def _location(run_id: str) -> tuple[str, dict[str, Any] | None]:
+    """The folder shown: the run's artifacts, or (``?model=``) one of its logged models'."""
+    snap, row = state().snapshots.run(run_id)
+    model_id = request.args.get("model")
+    if not model_id:
+        return row["artifact_uri"], None
+    found = snap.query(
+        "SELECT model_id, name, artifact_location FROM logged_models "
+        "WHERE model_id = ? AND source_run_id = ? AND lifecycle_stage = 'active'",
+        [model_id, run_id],
+    )
+    if not found:
+        raise ResourceDoesNotExist(f"Run {run_id} has no logged model {model_id!r}.")
+    return found[0]["artifact_location"], found[0]
+
+
 def _repo(run_id: str):
     from evtrack.artifacts.repository import ArtifactRepository
 
     st = state()
-    _, row = st.snapshots.run(run_id)
+    uri, _ = _location(run_id)
     if st.locations is not None:  # never fetch a URL a client chose (SSRF)
-        st.locations.check_read(row["artifact_uri"])
-    return ArtifactRepository(row["artifact_uri"], st.store.storage_options)
+        st.locations.check_read(uri)
+    return ArtifactRepository(uri, st.store.storage_options)
 
 
 def _clean(path: str | None) -> str:
@@ -205,6 +225,7 @@ def _mlmodel(text: str) -> dict[str, Any] | None:
 @blueprint.get("/runs/<run_id>/artifacts")
 def artifacts(run_id: str):
     snap, row = state().snapshots.run(run_id)
+    uri, model = _location(run_id)
     repo = _repo(run_id)
     rel = _clean(request.args.get("path"))
     nodes, truncated = tree(repo)
@@ -225,6 +246,8 @@ def artifacts(run_id: str):
             "experiment_id": snap.experiment_id,
             "artifact_uri": row["artifact_uri"],
         },
+        "model": model,  # None: the run's own artifacts
+        "location": uri,
         "experiment": {"experiment_id": snap.experiment_id, "name": snap.experiment["name"]},
         "tree": nodes,
         "truncated": truncated,

@@ -1,4 +1,5 @@
-"""The run page: status, times, params, tags, latest metrics, family, and charts."""
+"""The run page: status, times, params, tags, latest metrics, family, logged models,
+and charts."""
 
 from __future__ import annotations
 
@@ -77,6 +78,29 @@ def run_data(snap: Any, run_id: str) -> dict[str, Any]:
     return {"params": params, "metrics": metrics, "tags": tags}
 
 
+def logged_models(snap: Any, run_id: str, artifact_uri: str | None) -> list[dict[str, Any]]:
+    """The run's logged models (MLflow 3's ``log_model``), each with where its files are
+    browsed: ``path`` inside the run's artifacts when the model was saved there (evtrack's
+    ``log_model`` on a store), else the model's own folder (``model``: the stock client
+    through a server puts it under ``<experiment>/models/<model_id>/artifacts``)."""
+    rows = snap.query(
+        "SELECT model_id, name, status, model_type, artifact_location, creation_timestamp "
+        "FROM logged_models WHERE source_run_id = ? AND lifecycle_stage = 'active' "
+        "ORDER BY creation_timestamp, model_id",
+        [run_id],
+    )
+    base = (artifact_uri or "").rstrip("/") + "/"
+    for r in rows:
+        location = (r["artifact_location"] or "").rstrip("/")
+        inside = artifact_uri and location.startswith(base)
+        r["files"] = (
+            {"path": location[len(base) :], "model": None}
+            if inside
+            else {"path": None, "model": r["model_id"]}
+        )
+    return rows
+
+
 @blueprint.get("/runs/<run_id>")
 def run(run_id: str):
     snap, row = state().snapshots.run(run_id)
@@ -97,6 +121,7 @@ def run(run_id: str):
     inputs = snap.query(
         "SELECT name, digest, context FROM inputs WHERE run_id = ? ORDER BY name", [run_id]
     )
+    models = logged_models(snap, run_id, info["artifact_uri"])
     metric_keys = [m["key"] for m in data["metrics"]]
     chosen = arg_list("charts")
     charts = [k for k in chosen if k in metric_keys] if chosen else metric_keys
@@ -117,6 +142,7 @@ def run(run_id: str):
         "children": children[:MAX_CHILDREN],
         "more_children": len(children) > MAX_CHILDREN,
         "inputs": inputs,
+        "logged_models": models,
         "charts": {"keys": charts, **chart_settings()},
         "version": run_version(snap, run_id),
     }
