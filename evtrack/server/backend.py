@@ -20,6 +20,7 @@ as ``mlflow-artifacts:/…``, which the stock client uploads and downloads throu
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -119,7 +120,11 @@ class Backend:
 
             rel = check_artifact_path(rel)
             return f"{self.proxied_root}/{rel}" if rel else self.proxied_root
-        return self.locations.check_new(_file_url(uri) if "://" not in uri else uri)
+        if "://" not in uri:
+            # A local path is made absolute and kept a path, as `mlflow server` does
+            # (resolve_uri_if_local); the allow-list compares it as its file:// URL.
+            uri = os.path.abspath(os.path.expanduser(uri))
+        return self.locations.check_new(uri)
 
     def stored_source(self, source: str) -> str:
         """A model version's ``source`` as stored, for a source a client sends.
