@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, overload
 
 from evtrack.errors import InvalidParameterValue
 from evtrack.server.commit import GroupCommit
@@ -100,6 +100,10 @@ class Backend:
 
     # -- artifact URIs: stored form <-> what clients see ----------------------------
 
+    @overload
+    def public_uri(self, uri: str) -> str: ...
+    @overload
+    def public_uri(self, uri: None) -> None: ...
     def public_uri(self, uri: str | None) -> str | None:
         """``file:///store/artifacts/1/...`` -> ``mlflow-artifacts:/1/...``."""
         if uri is None or not self.serve_artifacts:
