@@ -427,6 +427,34 @@ def test_artifact_tree_and_previews(web, demo: Demo) -> None:
     assert "not shown here" in html and "<script>window" not in html
 
 
+def test_run_pages_of_an_experiment_without_its_events(tmp_path: Path) -> None:
+    """A run whose experiment's own events are gone (a damaged or partly copied store)
+    still shows: the run page, compare and the artifacts page (which used to crash with
+    a TypeError, a 500) name no experiment; the experiment's page is a 404."""
+    uri = str(tmp_path / "orphan")
+    client = MlflowClient(uri)
+    exp = client.create_experiment("orphaned")
+    run_id = client.create_run(exp).info.run_id
+    client.log_param(run_id, "alpha", "0.5")
+    client.flush()
+    events = tmp_path / "orphan" / "experiments" / exp / "events"
+    experiment_segments = list(events.glob("_.*"))  # scope "_": the experiment's events
+    assert experiment_segments
+    for path in experiment_segments:
+        path.unlink()
+    web = create_app(uri, min_interval=0).test_client()
+    assert get_json(web, f"/runs/{run_id}?format=json")["experiment"]["name"] is None
+    data = get_json(web, f"/runs/{run_id}/artifacts?format=json")
+    assert data["experiment"] == {"experiment_id": exp, "name": None}
+    assert data["tree"] == []
+    assert web.get(f"/runs/{run_id}/artifacts").status_code == 200
+    assert (
+        get_json(web, f"/compare?runs={run_id}&format=json")["runs"][0]["experiment_name"] is None
+    )
+    get_json(web, f"/experiments/{exp}?format=json", 404)
+    assert exp not in {e["experiment_id"] for e in get_json(web, "/?format=json")["experiments"]}
+
+
 def test_raw_artifacts_cannot_run_script(web, demo: Demo) -> None:
     rid = demo.runs["random-forest"]
 

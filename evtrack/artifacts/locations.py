@@ -84,8 +84,9 @@ class ArtifactLocations:
 
     def may_create(self, uri: str) -> bool:
         uri = uri.rstrip("/")
-        if _suspicious(uri):
+        if _suspicious(uri):  # before normalizing: abspath would fold a ".." away
             return False
+        uri = normalize_location(uri)  # a plain local path is compared as its file:// URL
         return any(_under(uri, p) for p in (self.root, *self.extra))
 
     def check_new(self, uri: str) -> str:
@@ -114,6 +115,7 @@ class ArtifactLocations:
         uri = uri.rstrip("/")
         if _suspicious(uri):
             return False
+        uri = normalize_location(uri)
         prefix = self._prefix_of(uri)
         return prefix is not None and _resolves_inside(uri, prefix)
 

@@ -20,8 +20,9 @@ as ``mlflow-artifacts:/…``, which the stock client uploads and downloads throu
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, overload
 
 from evtrack.errors import InvalidParameterValue
 from evtrack.server.commit import GroupCommit
@@ -99,6 +100,10 @@ class Backend:
 
     # -- artifact URIs: stored form <-> what clients see ----------------------------
 
+    @overload
+    def public_uri(self, uri: str) -> str: ...
+    @overload
+    def public_uri(self, uri: None) -> None: ...
     def public_uri(self, uri: str | None) -> str | None:
         """``file:///store/artifacts/1/...`` -> ``mlflow-artifacts:/1/...``."""
         if uri is None or not self.serve_artifacts:
@@ -119,7 +124,11 @@ class Backend:
 
             rel = check_artifact_path(rel)
             return f"{self.proxied_root}/{rel}" if rel else self.proxied_root
-        return self.locations.check_new(_file_url(uri) if "://" not in uri else uri)
+        if "://" not in uri:
+            # A local path is made absolute and kept a path, as `mlflow server` does
+            # (resolve_uri_if_local); the allow-list compares it as its file:// URL.
+            uri = os.path.abspath(os.path.expanduser(uri))
+        return self.locations.check_new(uri)
 
     def stored_source(self, source: str) -> str:
         """A model version's ``source`` as stored, for a source a client sends.

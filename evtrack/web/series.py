@@ -134,7 +134,7 @@ class Series:
         stamp = self.stamp if order is None else self.stamp[order]
         y = self.value if order is None else self.value[order]
         if axis == "step":
-            x_all: np.ndarray = step
+            x_all: np.ndarray | None = step
         elif axis == "relative":
             origin = origin_ms if origin_ms is not None else (int(stamp.min()) if self.n else 0)
             x_all = None  # computed on the candidates only: saves a pass over n points

@@ -60,7 +60,7 @@ def make_server(
     """
     import threading
 
-    from waitress import create_server
+    from waitress.server import create_server
 
     from evtrack.web.app import create_app
 
@@ -72,7 +72,8 @@ def make_server(
         threading.Thread(target=_warm, args=(app,), name="evtrack-ui-warm", daemon=True).start()
     # channel_request_lookahead: keep reading a connection while its request runs, so a
     # change stream learns within a moment that its page was closed (live.py).
-    server = create_server(
+    # Any: the server also carries `evtrack_app`, an attribute of ours the stubs lack.
+    server: Any = create_server(
         wrap(app) if wrap else app,
         host=host,
         port=port,

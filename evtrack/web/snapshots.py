@@ -77,6 +77,18 @@ class ExperimentSnapshot:
         self.experiment: dict[str, Any] | None = row[0] if row else None
         self._memo: dict[str, Any] = {}
 
+    @property
+    def experiment_row(self) -> dict[str, Any]:
+        """The experiment's row (:attr:`experiment`), for snapshots known to have one.
+
+        :meth:`Snapshots.experiment` and :meth:`Snapshots.experiments` only return such
+        snapshots; one reached through a run (:meth:`Snapshots.run`) may have none (the
+        store holds the run's events but not its experiment's): read :attr:`experiment`.
+        """
+        if self.experiment is None:
+            raise ExperimentNotFound(f"No Experiment with id={self.experiment_id} exists")
+        return self.experiment
+
     def memo(self, key: str, compute: Any) -> Any:
         """``compute()`` once per snapshot (its data never changes)."""
         if key not in self._memo:

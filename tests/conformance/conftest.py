@@ -188,8 +188,12 @@ def servers(mlflow_python, tmp_path_factory) -> Iterator[Pair]:
     ev_dir = tmp_path_factory.mktemp("evtrack-server")
     proc, ml_url = _start_mlflow(mlflow_python, ml_dir)
     root = Path(__file__).resolve().parents[2]
+    # `mlflow server` takes any artifact_location; evtrack's server only what its operator
+    # allows (issue 9's SSRF rule), so allow what these tests give, as an operator would.
+    allowed = [str(tmp_path_factory.getbasetemp()), "s3://bucket"]
     ev = ServerProcess(
         str(ev_dir / "store"),
+        [arg for loc in allowed for arg in ("--allowed-artifact-locations", loc)],
         env={"PYTHONPATH": str(root)},
     )
     old = os.getcwd()

@@ -195,8 +195,9 @@ def _mlmodel(text: str) -> dict[str, Any] | None:
         return None
     if not isinstance(doc, dict):
         return None
-    flavors = doc.get("flavors") if isinstance(doc.get("flavors"), dict) else {}
-    signature = doc.get("signature") if isinstance(doc.get("signature"), dict) else {}
+    raw_flavors, raw_signature = doc.get("flavors"), doc.get("signature")
+    flavors: dict[Any, Any] = raw_flavors if isinstance(raw_flavors, dict) else {}
+    signature: dict[Any, Any] = raw_signature if isinstance(raw_signature, dict) else {}
 
     def columns(raw: Any) -> list[str]:
         try:
@@ -248,7 +249,11 @@ def artifacts(run_id: str):
         },
         "model": model,  # None: the run's own artifacts
         "location": uri,
-        "experiment": {"experiment_id": snap.experiment_id, "name": snap.experiment["name"]},
+        "experiment": {
+            "experiment_id": snap.experiment_id,
+            # None: the store holds the run's events but not its experiment's (as run.py)
+            "name": snap.experiment["name"] if snap.experiment else None,
+        },
         "tree": nodes,
         "truncated": truncated,
         "path": rel,

@@ -192,6 +192,19 @@ def _register_filters() -> None:
 _register_filters()
 
 
+def _endpoint() -> str:
+    """The endpoint of the page being rendered.
+
+    ``request.endpoint`` is None only when no route matched (a 404 of an unknown URL);
+    the templates calling :func:`url_with` and :func:`twin_url` are rendered by routed
+    views only, so None here is a programming error, not a request to answer.
+    """
+    endpoint = request.endpoint
+    if endpoint is None:
+        raise RuntimeError("url_with/twin_url need a request that a route matched.")
+    return endpoint
+
+
 @blueprint.app_template_global()
 def url_with(**changes: Any) -> str:
     """The current page's URL with some query arguments changed (None drops one)."""
@@ -204,7 +217,7 @@ def url_with(**changes: Any) -> str:
             args.pop(key, None)
         else:
             args[key] = value if isinstance(value, list) else [value]
-    return url_for(request.endpoint, **(request.view_args or {}), **args)
+    return url_for(_endpoint(), **(request.view_args or {}), **args)
 
 
 @blueprint.app_template_global()
@@ -214,4 +227,4 @@ def twin_url() -> str:
 
     args: dict[str, Any] = request.args.to_dict(flat=False)
     args["format"] = ["json"]
-    return url_for(request.endpoint, **(request.view_args or {}), **args)
+    return url_for(_endpoint(), **(request.view_args or {}), **args)

@@ -65,7 +65,7 @@ def parallel_coordinates(
     left, right = 70, width - 90
     step = (right - left) / (len(axes_src) - 1)
     axes = []
-    lines: list[list[tuple[float, float] | None]] = [[] for _ in runs]
+    lines: list[list[tuple[float, float]]] = [[] for _ in runs]
     for i, (key, kind, values) in enumerate(axes_src):
         x = left + i * step
         nums = [_number(v) for v in values]
@@ -118,7 +118,8 @@ def compare():
     ids = list(dict.fromkeys(arg_list("runs")))
     if len(ids) > MAX_RUNS:
         raise InvalidParameterValue(f"Compare at most {MAX_RUNS} runs at once.")
-    runs, missing = [], []
+    runs: list[dict[str, Any]] = []
+    missing: list[str] = []
     snapshots = state().snapshots
     for run_id in ids:
         try:

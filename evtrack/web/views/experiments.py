@@ -31,12 +31,12 @@ def _matches(snap: Any, query: str) -> bool:
         built = compiler.build_search_experiments(3, query, 1000, None, None)
         return bool(snap.query(built.sql, list(built.params)))
     needle = query.lower()
-    exp = snap.experiment
+    exp = snap.experiment_row
     return needle in (exp["name"] or "").lower() or needle == exp["experiment_id"]
 
 
 def _row(snap: Any) -> dict[str, Any]:
-    exp = snap.experiment
+    exp = snap.experiment_row
     counts = snap.query(
         "SELECT count(*) FILTER (WHERE lifecycle_stage = 'active') AS active, "
         "count(*) FILTER (WHERE lifecycle_stage = 'deleted') AS deleted, "
@@ -72,9 +72,9 @@ def experiments():
     if key not in _SORTS:
         raise InvalidParameterValue(f"Invalid sort {sort!r}: use one of {', '.join(_SORTS)}.")
     error = None
-    rows = []
+    rows: list[dict[str, Any]] = []
     for snap in state().snapshots.experiments():
-        if snap.experiment["lifecycle_stage"] not in _VIEWS[view]:
+        if snap.experiment_row["lifecycle_stage"] not in _VIEWS[view]:
             continue
         try:
             if not _matches(snap, query):

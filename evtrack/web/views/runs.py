@@ -55,7 +55,7 @@ def runs(experiment_id: str):
     except InvalidParameterValue as exc:  # InvalidFilter included: shown next to the box
         error = exc.message
         result = {"total": 0, "page": 1, "pages": 1, "rows": []}
-    exp = snap.experiment
+    exp = snap.experiment_row
     data: dict[str, Any] = {
         "experiment": {
             "experiment_id": exp["experiment_id"],
