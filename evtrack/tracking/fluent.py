@@ -12,7 +12,7 @@ import atexit
 import logging
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from evtrack import settings
 from evtrack.entities import Experiment, Metric, Param, Run, RunStatus, RunTag, ViewType
@@ -71,9 +71,11 @@ def set_experiment(
             "Must specify exactly one of: `experiment_id` or `experiment_name`."
         )
     client = _get_client()
+    exp: Experiment | None
     if experiment_id is not None:
         exp = client.get_experiment(str(experiment_id))
     else:
+        assert experiment_name is not None  # exactly one of the two, checked above
         exp = client.get_experiment_by_name(experiment_name)
         if exp is None:
             from evtrack.errors import ResourceAlreadyExists
@@ -179,7 +181,7 @@ class ActiveRun(Run):
     def __enter__(self) -> ActiveRun:
         return self
 
-    def __exit__(self, exc_type, exc, tb) -> bool:
+    def __exit__(self, exc_type, exc, tb) -> Literal[False]:
         status = "FINISHED" if exc_type is None else "FAILED"
         if exc_type is KeyboardInterrupt:
             status = "KILLED"
@@ -566,15 +568,15 @@ def _runs_to_pandas(runs: list[Run]) -> pd.DataFrame:
     param_keys: dict[str, None] = {}
     tag_keys: dict[str, None] = {}
     for r in runs:
-        rec = {c: getattr(r.info, c) for c in info_cols}
+        rec: dict[str, Any] = {c: getattr(r.info, c) for c in info_cols}
         for k, v in r.data.metrics.items():
             rec["metrics." + k] = v
             metric_keys.setdefault(k)
-        for k, v in r.data.params.items():
-            rec["params." + k] = v
+        for k, text in r.data.params.items():
+            rec["params." + k] = text
             param_keys.setdefault(k)
-        for k, v in r.data.tags.items():
-            rec["tags." + k] = v
+        for k, text in r.data.tags.items():
+            rec["tags." + k] = text
             tag_keys.setdefault(k)
         records.append(rec)
     columns = (

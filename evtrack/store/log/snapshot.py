@@ -274,21 +274,22 @@ def read_segment_tables(
             tables.append(cached)
             read.append((p, s))
     blobs = fetch(store, [p for p, _ in missing])
+    payloads: dict[str, bytes] = {}
     for p, _ in missing:
         data = blobs[p]
         if isinstance(data, FileNotFoundError):
             raise FileNotFoundError(p)
         if isinstance(data, BaseException):
             raise data
-    batch = _decode_jsonl_batch(store, [(p, blobs[p]) for p, s in missing if s.ext == "jsonl"])
+        payloads[p] = data
+    batch = _decode_jsonl_batch(store, [(p, payloads[p]) for p, s in missing if s.ext == "jsonl"])
     for p, s in missing:
         if p in batch:
             tables.append(batch[p])
             read.append((p, s))
             continue
-        data = blobs[p]
         try:
-            table = decode(data, s.ext, where=p)
+            table = decode(payloads[p], s.ext, where=p)
         except StoreError as exc:
             _report_damaged(p, str(exc))
             continue
