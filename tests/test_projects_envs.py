@@ -64,8 +64,12 @@ def needs_python(version: str) -> None:
 
 
 @pytest.mark.parametrize("manager", ["uv", "virtualenv"])
-def test_venv_managers_build_once_and_reuse(tmp_path, manager, projects_cache):
+def test_venv_managers_build_once_and_reuse(tmp_path, manager, projects_cache, monkeypatch):
     needs_python("3.12.1")
+    # A PYTHONPATH of the runner's own (a development checkout sets one) must not leak
+    # into the project's environment, whatever the machine running the tests has set.
+    ours = [os.environ.get("PYTHONPATH", ""), str(tmp_path / "runner-only")]
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in ours if p))
     folder = tiny_python_env(tmp_path / "p")
     runs = []
     for _ in range(2):
@@ -75,7 +79,7 @@ def test_venv_managers_build_once_and_reuse(tmp_path, manager, projects_cache):
     (first_id, first_out, first_err), (second_id, second_out, second_err) = runs
     version, prefix, six_version, pythonpath = first_out.split()
     assert version == "3.12.1"  # pyenv's interpreter, found locally
-    assert os.environ.get("PYTHONPATH") and pythonpath == "None"  # ours is not passed in
+    assert pythonpath == "None"  # ours is not passed in
     assert Path(prefix).parent == projects_cache / "envs"
     assert Path(prefix).name.startswith(f"{manager}-")
     assert second_out == first_out  # the same environment, reused
