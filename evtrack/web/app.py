@@ -9,6 +9,7 @@ to the blueprint. Both keep per-app state (snapshot and series caches) in
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +17,7 @@ from flask import Flask
 
 from evtrack.web import headers
 from evtrack.web.views import blueprint
-from evtrack.web.views.base import EXTENSION, WebState, reject_writes
+from evtrack.web.views.base import EXTENSION, WebState, close_parts, reject_writes
 
 if TYPE_CHECKING:  # pragma: no cover
     from evtrack.artifacts.locations import ArtifactLocations
@@ -83,6 +84,9 @@ def register(
         live=streams,
         locations=locations or ArtifactLocations(store, None, allowed_artifact_locations),
     )
+    # Its threads stop when the state goes away or at interpreter exit (`evtrack ui`,
+    # `evtrack server`'s workers), whichever is first; web.close() stops them sooner.
+    weakref.finalize(web, close_parts, web.series, web.live)
     app.extensions[EXTENSION] = web
     app.register_blueprint(blueprint, url_prefix=url_prefix)
     return web

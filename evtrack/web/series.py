@@ -207,6 +207,7 @@ class SeriesCache:
         self._lock = threading.Lock()
         self._building: dict[tuple[str, str], threading.Lock] = {}
         self._pool: Any = None
+        self._closed = False
 
     def prefetch(self, experiment_id: str, run_id: str, keys: list[str]) -> None:
         """Start loading some series in the background (the run page's charts ask next).
@@ -217,10 +218,25 @@ class SeriesCache:
         from concurrent.futures import ThreadPoolExecutor
 
         with self._lock:
+            if self._closed:
+                return  # a closed cache starts no thread; get() still reads on demand
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(1, thread_name_prefix="evtrack-series")
-        for key in keys:
-            self._pool.submit(self._quietly, experiment_id, run_id, key)
+            pool = self._pool
+            for key in keys:
+                pool.submit(self._quietly, experiment_id, run_id, key)
+
+    def close(self) -> None:
+        """Stop the prefetch thread: queued prefetches are dropped, a running one ends.
+
+        Idempotent. The cache still answers :meth:`get` afterwards (reading on demand),
+        it only never prefetches again.
+        """
+        with self._lock:
+            self._closed = True
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
 
     def _quietly(self, experiment_id: str, run_id: str, key: str) -> None:
         try:

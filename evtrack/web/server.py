@@ -41,6 +41,7 @@ def serve(
         print("evtrack ui: stopped", file=sys.stderr)
     finally:
         server.close()
+        server.evtrack_app.extensions["evtrack_web"].close()  # the view's threads
 
 
 def make_server(

@@ -209,7 +209,10 @@ def _deleted_runs(store: Store, older_than_seconds: float | None, now: int) -> l
     if older_than_seconds is not None:
         sql += " and coalesce(deleted_time, 0) <= ?"
         params.append(now - int(older_than_seconds * 1000))
-    return rows(con, sql, params)
+    try:
+        return rows(con, sql, params)
+    finally:
+        con.close()
 
 
 def _gc_runs(store: Store, older_than_seconds: float | None, now: int, report: GcReport) -> None:
@@ -494,7 +497,11 @@ def _doctor_claims(store: Store, report: DoctorReport, repair: bool) -> None:
     from evtrack.store.log.views import connect, load_events, rows
 
     con = connect(load_events(store, history=False))
-    experiments = rows(con, "select experiment_id, name, lifecycle_stage from experiments")
+    try:
+        experiments = rows(con, "select experiment_id, name, lifecycle_stage from experiments")
+        runs = rows(con, "select run_id, experiment_id from runs")
+    finally:
+        con.close()
     names = {r["name"]: r["experiment_id"] for r in experiments}
     folder = store.path("names")
     for file in store.listdir(folder):
@@ -526,7 +533,6 @@ def _doctor_claims(store: Store, report: DoctorReport, repair: bool) -> None:
             if repair:
                 store.claim_name(name, experiment_id)
                 report.mark_repaired({"missing_name_claim"}, path)
-    runs = rows(con, "select run_id, experiment_id from runs")
     _doctor_orphan_run_claims(store, {r["run_id"] for r in runs}, report, repair)
     for r in runs:
         path = store.path("runs", r["run_id"] + ".json")

@@ -64,7 +64,11 @@ class ModelStore:
         self.client.writer.flush()
         known = set(self.store.list_experiment_ids())
         events = load_events(self.store, [s for s in scopes if s in known], None, True)
-        return rows(connect(events), sql, params)
+        con = connect(events)
+        try:
+            return rows(con, sql, params)
+        finally:
+            con.close()  # the cursor only: the shared catalog stays open
 
     # -- logged models ---------------------------------------------------------------
 

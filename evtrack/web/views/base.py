@@ -25,7 +25,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from evtrack.web.snapshots import Snapshots
     from evtrack.web.views.live import LiveStreams
 
-__all__ = ["WebState", "blueprint", "page", "state", "to_json"]
+__all__ = ["WebState", "blueprint", "close_parts", "page", "state", "to_json"]
 
 blueprint = Blueprint(
     "evtrack_web",
@@ -52,6 +52,24 @@ class WebState:
     live: LiveStreams | None = None
     #: Which run artifact URIs the views may open (None: any; see evtrack.artifacts.locations).
     locations: ArtifactLocations | None = None
+
+    def close(self) -> None:
+        """Stop the threads of this web view: the series prefetcher and the watcher.
+
+        Idempotent. ``register`` also arranges it for when this state is garbage
+        collected or the interpreter exits, whichever comes first.
+        """
+        close_parts(self.series, self.live)
+
+
+def close_parts(series: SeriesCache, live: LiveStreams | None) -> None:
+    """Close a web view's threaded parts (a function of its own, for ``weakref.finalize``:
+    it must not hold the :class:`WebState` itself)."""
+    try:
+        series.close()
+    finally:
+        if live is not None:
+            live.close()
 
 
 def state() -> WebState:

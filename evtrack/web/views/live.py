@@ -67,6 +67,10 @@ class LiveStreams:
         self._open = 0
         self._lock = threading.Lock()
 
+    def close(self) -> None:
+        """Stop the watcher (its thread or observer); open streams end."""
+        self.watcher.close()
+
     @property
     def open_streams(self) -> int:
         with self._lock:
