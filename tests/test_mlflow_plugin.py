@@ -216,6 +216,7 @@ def test_entry_points_cover_every_scheme():
     points = project["entry-points"]
     assert set(points["mlflow.tracking_store"]) == set(SCHEMES)
     assert set(points["mlflow.artifact_repository"]) == set(SCHEMES)
+    assert set(points["mlflow.model_registry_store"]) == set(SCHEMES)
 
 
 @pytest.mark.parametrize(
@@ -342,3 +343,127 @@ print(json.dumps({"location": mlflow.get_experiment(exp).artifact_location}))
 def test_plugin_resolves_a_relative_artifact_location(plugin_python, tmp_path):
     out = run_mlflow(plugin_python, f"evtrack://{tmp_path}/evruns", RELATIVE_SCRIPT, tmp_path)
     assert out["location"] == str(tmp_path / "my_arts")
+
+
+MODELS_SCRIPT = """
+import json, mlflow, numpy as np
+from mlflow import MlflowClient
+from sklearn.linear_model import LinearRegression
+
+X = np.array([[0.0], [1.0], [2.0], [3.0]])
+lr = LinearRegression().fit(X, np.array([1.0, 3.0, 5.0, 7.0]))
+mlflow.set_experiment("models")
+with mlflow.start_run() as run:
+    info = mlflow.sklearn.log_model(lr, name="model", params={"fit_intercept": "True"})
+client = MlflowClient()
+mv = mlflow.register_model(info.model_uri, "lin", tags={"team": "a"})
+client.set_registered_model_alias("lin", "champion", mv.version)
+client.set_model_version_tag("lin", mv.version, "checked", "yes")
+client.set_logged_model_tags(info.model_id, {"quality": "good"})
+mv2 = mlflow.register_model(info.model_uri, "lin")
+loaded = mlflow.pyfunc.load_model("models:/lin@champion")
+by_id = mlflow.pyfunc.load_model(info.model_uri)
+by_run = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model")
+got = client.get_model_version_by_alias("lin", "champion")
+lm = mlflow.get_logged_model(info.model_id)
+found = mlflow.search_logged_models(experiment_ids=[run.info.experiment_id], output_format="list")
+rm = client.get_registered_model("lin")
+versions = client.search_model_versions("name = 'lin'")
+print(json.dumps({
+    "run_id": run.info.run_id, "exp_id": run.info.experiment_id,
+    "model_id": info.model_id, "model_uri": info.model_uri,
+    "version": mv.version, "version2": mv2.version,
+    "pred": loaded.predict(np.array([[4.0], [5.0]])).tolist(),
+    "pred_id": by_id.predict(np.array([[4.0]])).tolist(),
+    "pred_run": by_run.predict(np.array([[4.0]])).tolist(),
+    "direct": lr.predict(np.array([[4.0], [5.0]])).tolist(),
+    "alias_version": got.version, "alias_model_id": got.model_id,
+    "alias_tags": got.tags,
+    "lm": [lm.name, lm.status.value, lm.source_run_id, lm.params, lm.tags.get("quality")],
+    "found": [m.model_id for m in found],
+    "rm_aliases": {a: v for a, v in rm.aliases.items()},
+    "versions": sorted(v.version for v in versions),
+}))
+"""
+
+
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_stock_mlflow_logs_registers_and_loads_a_model(plugin_python, where, tmp_path, request):
+    """MLflow 3's ``log_model`` -> ``register_model`` -> alias -> ``models:/name@alias``
+    through the plugin; evtrack then reads the same logged and registered model."""
+    if where == "s3":
+        uri = "evtrack+" + request.getfixturevalue("s3_server").uri()
+    else:
+        uri = f"evtrack://{tmp_path}/evruns"
+    out = run_mlflow(plugin_python, uri, MODELS_SCRIPT, tmp_path)
+    assert out["pred"] == out["direct"] and len(out["pred"]) == 2
+    assert out["pred_id"] == out["pred_run"] == out["direct"][:1]
+    assert (out["version"], out["version2"]) == ("1", "2")
+    assert out["alias_version"] == "1" and out["alias_model_id"] == out["model_id"]
+    assert out["alias_tags"] == {"team": "a", "checked": "yes"}
+    assert out["lm"] == ["model", "READY", out["run_id"], {"fit_intercept": "True"}, "good"]
+    assert out["found"] == [out["model_id"]]
+    assert out["rm_aliases"] == {"champion": "1"}
+    assert out["versions"] == ["1", "2"]
+
+    client = evtrack.MlflowClient(to_store_url(uri))
+    lm = client.get_logged_model(out["model_id"])
+    assert (lm.name, lm.status, lm.source_run_id) == ("model", "READY", out["run_id"])
+    assert lm.params == {"fit_intercept": "True"} and lm.tags["quality"] == "good"
+    assert [m.model_id for m in client.search_logged_models([out["exp_id"]])] == [out["model_id"]]
+    mv = client.get_model_version_by_alias("lin", "champion")
+    assert (mv.version, mv.model_id, mv.run_id) == ("1", out["model_id"], out["run_id"])
+    assert mv.tags == {"team": "a", "checked": "yes"}
+    assert client.get_registered_model("lin").aliases == {"champion": "1"}
+    # evtrack's own pyfunc loads what MLflow logged, predicting the same values
+    from evtrack.models import pyfunc
+
+    evtrack.set_tracking_uri(to_store_url(uri))
+    model = pyfunc.load_model("models:/lin@champion")
+    assert list(model.predict([[4.0], [5.0]])) == out["direct"]
+
+
+REGISTRY_SCRIPT = """
+import json, mlflow
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+client = MlflowClient()
+codes = {}
+client.create_registered_model("a", tags={"k": "v"}, description="first")
+try:
+    client.create_registered_model("a")
+except MlflowException as exc:
+    codes["dup"] = exc.error_code
+try:
+    client.get_registered_model("nope")
+except MlflowException as exc:
+    codes["missing"] = exc.error_code
+for _ in range(2):
+    client.create_model_version("a", "/tmp/somewhere", description="v")
+client.set_registered_model_alias("a", "prod", "2")
+client.set_registered_model_alias("a", "old", "1")
+client.delete_registered_model_alias("a", "old")
+client.delete_model_version("a", "1")
+client.update_registered_model("a", description="second")
+client.rename_registered_model("a", "b")
+client.delete_registered_model_tag("b", "k")
+rm = client.get_registered_model("b")
+found = client.search_registered_models("name = 'b'")
+print(json.dumps({
+    "codes": codes, "name": rm.name, "description": rm.description, "tags": rm.tags,
+    "aliases": rm.aliases, "found": [m.name for m in found],
+    "versions": [v.version for v in client.search_model_versions("name = 'b'")],
+    "prod": client.get_model_version_by_alias("b", "prod").version,
+}))
+"""
+
+
+def test_registry_calls_through_the_plugin(plugin_python, tmp_path):
+    uri = f"evtrack://{tmp_path}/evruns"
+    out = run_mlflow(plugin_python, uri, REGISTRY_SCRIPT, tmp_path)
+    assert out["codes"] == {"dup": "RESOURCE_ALREADY_EXISTS", "missing": "RESOURCE_DOES_NOT_EXIST"}
+    assert (out["name"], out["description"], out["tags"]) == ("b", "second", {})
+    assert out["aliases"] == {"prod": "2"} and out["prod"] == "2"
+    assert out["found"] == ["b"] and out["versions"] == ["2"]
+    rm = evtrack.MlflowClient(to_store_url(uri)).get_registered_model("b")
+    assert (rm.description, rm.aliases) == ("second", {"prod": "2"})

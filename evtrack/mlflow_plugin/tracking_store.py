@@ -12,10 +12,14 @@ Limits, frankly:
   ``mlflow.log_metric`` becomes) are buffered and flushed in the background, at
   ``end_run`` and at process exit, so a ``kill -9`` can lose the last
   ``EVTRACK_FLUSH_INTERVAL`` seconds of metric points (see docs/settings.md).
+* Logged models (``mlflow.<flavor>.log_model`` in MLflow 3) are evtrack's logged models
+  (:mod:`evtrack.store.log.models`); the registry is
+  :mod:`evtrack.mlflow_plugin.registry_store`. ``search_logged_models`` takes evtrack's
+  filters but no dataset filters or ``order_by``; ``log_outputs`` checks the run and
+  models exist and records nothing (as evtrack's server; ``source_run_id`` links them).
 * Traces, assessments, GenAI datasets, scorers, prompts and gateway endpoints are not
-  implemented (MLflow's base class raises ``NotImplementedError`` for them). Logged
-  models (``mlflow.<flavor>.log_model`` in MLflow 3) and the model registry are not
-  implemented yet either; see docs/mlflow-bridge.md.
+  implemented (MLflow's base class raises ``NotImplementedError`` for them); see
+  docs/mlflow-bridge.md.
 * Runs from ``search_runs`` carry no dataset inputs (``get_run`` has them): reading them
   means a query over the raw event history, too slow to do for every page.
 """
@@ -31,6 +35,10 @@ from mlflow.entities import (
     Experiment,
     ExperimentTag,
     InputTag,
+    LoggedModel,
+    LoggedModelParameter,
+    LoggedModelStatus,
+    LoggedModelTag,
     Metric,
     Param,
     Run,
@@ -50,6 +58,7 @@ import evtrack
 from evtrack import entities as ev
 from evtrack.errors import EvtrackError
 from evtrack.mlflow_plugin.uris import absolute_artifact_location, to_evtrack_uri, to_store_url
+from evtrack.models import entities as ev_models
 
 __all__ = ["EvtrackTrackingStore"]
 
@@ -105,6 +114,32 @@ def _run_info(info: ev.RunInfo) -> RunInfo:
         artifact_uri=_public_uri(info.artifact_uri),
         run_name=info.run_name,
     )
+
+
+def _logged_model(model: ev_models.LoggedModel) -> LoggedModel:
+    return LoggedModel(
+        experiment_id=model.experiment_id,
+        model_id=model.model_id,
+        name=model.name,
+        artifact_location=_public_uri(model.artifact_location),
+        creation_timestamp=model.creation_timestamp,
+        last_updated_timestamp=model.last_updated_timestamp,
+        model_type=model.model_type,
+        source_run_id=model.source_run_id,
+        status=LoggedModelStatus(model.status),
+        status_message=model.status_message,
+        tags=[LoggedModelTag(k, v) for k, v in model.tags.items()],
+        params=[LoggedModelParameter(k, v) for k, v in model.params.items()],
+    )
+
+
+def _page(items: list, max_results: int | None, page_token: str | None) -> PagedList:
+    """One page of an already complete result, the token being the next offset."""
+    offset = int(page_token) if page_token else 0
+    if max_results is None:
+        return PagedList(items[offset:], None)
+    end = offset + max_results
+    return PagedList(items[offset:end], str(end) if end < len(items) else None)
 
 
 class EvtrackTrackingStore(AbstractStore):
@@ -278,6 +313,34 @@ class EvtrackTrackingStore(AbstractStore):
             error_code=databricks_pb2.INVALID_PARAMETER_VALUE,
         )
 
+    # -- logged models (MLflow 3's ``mlflow.<flavor>.log_model``) ----------------------
+
+    @_translating
+    def create_logged_model(
+        self,
+        experiment_id,
+        name=None,
+        source_run_id=None,
+        tags=None,
+        params=None,
+        model_type=None,
+    ):
+        return _logged_model(
+            self.client.create_logged_model(
+                str(experiment_id),
+                name,
+                source_run_id,
+                {t.key: t.value for t in tags or ()},
+                {p.key: p.value for p in params or ()},
+                model_type,
+            )
+        )
+
+    @_translating
+    def get_logged_model(self, model_id, allow_deleted=False):
+        return _logged_model(self.client._models.get_logged_model(model_id, allow_deleted))
+
+    @_translating
     def search_logged_models(
         self,
         experiment_ids,
@@ -287,10 +350,52 @@ class EvtrackTrackingStore(AbstractStore):
         order_by=None,
         page_token=None,
     ):
-        # The plugin cannot create logged models yet (create_logged_model raises), so an
-        # evtrack store holds none and the true answer is an empty page. MLflow's
-        # ``runs:/`` artifact resolution asks this before falling back to run artifacts.
-        return PagedList([], None)
+        if datasets or order_by:
+            raise MlflowException(
+                "The evtrack plugin searches logged models by filter only "
+                "(no dataset filters or order_by).",
+                error_code=databricks_pb2.INVALID_PARAMETER_VALUE,
+            )
+        found = self.client.search_logged_models(
+            [str(e) for e in experiment_ids], filter_string or None
+        )
+        return _page([_logged_model(m) for m in found], max_results, page_token)
+
+    @_translating
+    def finalize_logged_model(self, model_id, status):
+        return _logged_model(self.client.finalize_logged_model(model_id, status))
+
+    @_translating
+    def set_logged_model_tags(self, model_id, tags):
+        self.client.set_logged_model_tags(model_id, {t.key: t.value for t in tags})
+
+    @_translating
+    def delete_logged_model_tag(self, model_id, key):
+        self.client.delete_logged_model_tag(model_id, key)
+
+    @_translating
+    def log_logged_model_params(self, model_id, params):
+        self.client.log_model_params(model_id, {p.key: p.value for p in params})
+
+    @_translating
+    def delete_logged_model(self, model_id):
+        self.client.delete_logged_model(model_id)
+
+    @_translating
+    def log_outputs(self, run_id, models):
+        # As evtrack's server: the run and models must exist, nothing more is recorded (a
+        # model's own run is its source_run_id, stored by create_logged_model).
+        self.client.get_run(run_id)
+        for out in models:
+            self.client.get_logged_model(out.model_id)
+
+    @_translating
+    def record_logged_model(self, run_id, mlflow_model):
+        # MLflow 2's ``mlflow.models`` run tag, kept for readers that look for it.
+        run = self.client.get_run(run_id)
+        history = json.loads(run.data.tags.get("mlflow.log-model.history", "[]"))
+        history.append(mlflow_model.get_tags_dict())
+        self.client.set_tag(run_id, "mlflow.log-model.history", json.dumps(history))
 
     # -- reading ----------------------------------------------------------------------------
 
