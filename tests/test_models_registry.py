@@ -217,3 +217,45 @@ def test_models_on_a_store_without_a_registry_is_a_clear_error():
     client = evtrack.MlflowClient(store=OtherStore())
     with pytest.raises(StoreError, match="no logged models or registry"):
         client.search_registered_models()
+
+
+def test_metrics_linked_to_a_logged_model(client):
+    """MLflow 3: a metric point with ``model_id`` goes to the run and to the logged model."""
+    from evtrack.entities import Metric
+
+    with evtrack.start_run() as run:
+        model = client.create_logged_model("0", name="clf", source_run_id=run.info.run_id)
+        mid, rid = model.model_id, run.info.run_id
+        evtrack.log_metric("acc", 0.9, step=1, model_id=mid)
+        evtrack.log_metrics({"f1": 0.5, "auc": float("nan")}, step=2, model_id=mid)
+        client.log_metric(rid, "rmse", 1.5, timestamp=7, step=3, model_id=mid,
+                          dataset_name="wine", dataset_digest="d1")  # fmt: skip
+        client.log_batch(
+            rid, metrics=[Metric("mae", 0.25, 8, 4, model_id=mid), Metric("loss", 2.0, 8)]
+        )
+        evtrack.log_metric("unlinked", 3.0)
+
+    got = client.get_logged_model(mid).metrics
+    assert {m.key for m in got} == {"acc", "f1", "auc", "rmse", "mae"}
+    assert all(m.model_id == mid and m.run_id == rid for m in got)
+    rmse = next(m for m in got if m.key == "rmse")
+    assert (rmse.value, rmse.timestamp, rmse.step) == (1.5, 7, 3)
+    assert (rmse.dataset_name, rmse.dataset_digest) == ("wine", "d1")
+    assert np.isnan(next(m.value for m in got if m.key == "auc"))
+    # the run has every point, linked or not
+    assert set(client.get_run(rid).data.metrics) == {
+        "acc", "f1", "auc", "rmse", "mae", "loss", "unlinked"
+    }  # fmt: skip
+    # in SQL and in the REST JSON
+    rows = evtrack.sql(
+        "select key, value, step, dataset_name from logged_model_metrics "
+        "where key in ('acc', 'rmse', 'mae') order by key"
+    ).fetchall()
+    assert rows == [("acc", 0.9, 1, None), ("mae", 0.25, 4, None), ("rmse", 1.5, 3, "wine")]
+    body = client.get_logged_model(mid).to_json()["data"]["metrics"]
+    assert {"key": "mae", "value": 0.25, "timestamp": 8, "step": 4, "model_id": mid,
+            "run_id": rid} in body  # fmt: skip
+    # logging a point to an unknown model fails and logs nothing to the run
+    with pytest.raises(ResourceDoesNotExist):
+        client.log_metric(rid, "ghost", 1.0, model_id="m-" + "0" * 32)
+    assert "ghost" not in client.get_run(rid).data.metrics

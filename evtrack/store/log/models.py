@@ -22,11 +22,19 @@ import hashlib
 import json
 import re
 import uuid
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from evtrack.clock import now_ms
+from evtrack.entities import Metric
 from evtrack.errors import InvalidParameterValue, ResourceAlreadyExists, ResourceDoesNotExist
 from evtrack.models.entities import LoggedModel, ModelVersion, RegisteredModel
+from evtrack.tracking.validation import (
+    check_metric_key,
+    check_metric_value,
+    check_step,
+    check_timestamp,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from evtrack.store.log.store import LogStore
@@ -132,7 +140,9 @@ class ModelStore:
               (select list({{'k': key, 'v': value}}) from logged_model_tags t
                where t.model_id = m.model_id) as tags,
               (select list({{'k': key, 'v': value}}) from logged_model_params p
-               where p.model_id = m.model_id) as params
+               where p.model_id = m.model_id) as params,
+              (select list(x order by x.key, x.step, x.timestamp) from logged_model_metrics x
+               where x.model_id = m.model_id) as metrics
             from logged_models m where {where}
             order by creation_timestamp desc, model_id
         """
@@ -152,6 +162,19 @@ class ModelStore:
                     source_run_id=r["source_run_id"],
                     tags={d["k"]: d["v"] for d in r["tags"] or []},
                     params={d["k"]: d["v"] for d in r["params"] or []},
+                    metrics=[
+                        Metric(
+                            d["key"],
+                            d["value"],
+                            d["timestamp"],
+                            d["step"],
+                            d["run_id"],
+                            d["model_id"],
+                            d["dataset_name"],
+                            d["dataset_digest"],
+                        )  # fmt: skip
+                        for d in r["metrics"] or []
+                    ],
                     lifecycle_stage=r["lifecycle_stage"],
                 )
             )
@@ -211,6 +234,32 @@ class ModelStore:
             "logged_model",
             [((model_id, "param", k), v) for k, v in params.items()],
         )
+
+    def log_model_metrics(self, run_id: str | None, metrics: Sequence[Metric]) -> None:
+        """Log metric points linked to logged models (``Metric.model_id``): to the run
+        as usual when ``run_id`` is given, and as facts of each logged model."""
+        by_model: dict[str, list[Metric]] = {}
+        for m in metrics:
+            if m.model_id:
+                by_model.setdefault(m.model_id, []).append(m)
+        for m in metrics:
+            if (m.dataset_name is None) != (m.dataset_digest is None):  # MLflow's rule
+                raise InvalidParameterValue(
+                    f"Metric {m.key!r}: give both dataset_name and dataset_digest, or neither."
+                )
+        models = {mid: self.get_logged_model(mid) for mid in by_model}  # unknown: 404 first
+        if run_id:
+            self.client.log_batch(run_id, metrics=list(metrics), synchronous=True)
+        for mid, points in by_model.items():
+            facts: list[tuple[tuple, Any]] = []
+            for m in points:
+                value = check_metric_value(m.value, check_metric_key(m.key))
+                step = check_step(m.step or 0)
+                ts = now_ms() if m.timestamp is None else check_timestamp(m.timestamp)
+                parts = (mid, "metric", m.key, step, ts, run_id or m.run_id or "",
+                         m.dataset_name or "", m.dataset_digest or "")  # fmt: skip
+                facts.append((parts, repr(float(value))))
+            self._add(models[mid].experiment_id, "logged_model", facts)
 
     def delete_logged_model(self, model_id: str) -> None:
         model = self.get_logged_model(model_id)

@@ -5,8 +5,10 @@ whose tracking URI is ``http(s)://``. A logged model's files go through the serv
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from evtrack.entities import Metric
 from evtrack.models.entities import LoggedModel, ModelVersion, RegisteredModel
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -54,6 +56,16 @@ class RestModelStore:
             body["max_results"] = max_results
         out = self._call("POST", "/logged-models/search", body)
         return [LoggedModel.from_json(m) for m in out.get("models", [])]
+
+    def log_model_metrics(self, run_id: str | None, metrics: Sequence[Metric]) -> None:
+        """Points linked to logged models go in one direct ``log-batch`` (not through the
+        buffered sink), carrying ``model_id``/``dataset_*`` as MLflow 3's client sends them."""
+        self.client.writer.flush()  # keep this run's earlier points ahead of these
+        from evtrack.jsonfloat import float_to_json
+
+        points = [{**m.to_dictionary(), "value": float_to_json(m.value)} for m in metrics]
+        body = {"run_id": run_id, "metrics": points}
+        self._call("POST", "/runs/log-batch", body)
 
     def finalize_logged_model(self, model_id: str, status: str) -> LoggedModel:
         status = {"READY": "LOGGED_MODEL_READY", "FAILED": "LOGGED_MODEL_UPLOAD_FAILED"}.get(
