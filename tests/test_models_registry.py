@@ -259,3 +259,52 @@ def test_metrics_linked_to_a_logged_model(client):
     with pytest.raises(ResourceDoesNotExist):
         client.log_metric(rid, "ghost", 1.0, model_id="m-" + "0" * 32)
     assert "ghost" not in client.get_run(rid).data.metrics
+
+
+def test_searches_order_and_page(client):
+    """order_by and page tokens of the three searches, as MLflow's client takes them."""
+    for name in ("b", "c", "a"):
+        client.create_registered_model(name)
+    client.update_registered_model("b", "touched last")
+    with evtrack.start_run() as src:
+        pass
+    for _ in range(3):
+        client.create_model_version("a", f"runs:/{src.info.run_id}/model")
+
+    first = client.search_registered_models(max_results=2)
+    assert [m.name for m in first] == ["a", "b"] and first.token
+    rest = client.search_registered_models(max_results=2, page_token=first.token)
+    assert [m.name for m in rest] == ["c"] and rest.token is None
+    by_desc = client.search_registered_models(order_by=["name DESC"])
+    assert [m.name for m in by_desc] == ["c", "b", "a"]
+    newest = client.search_registered_models(order_by=["last_updated_timestamp DESC"])
+    assert newest[-1].last_updated_timestamp <= newest[0].last_updated_timestamp
+    with pytest.raises(InvalidParameterValue, match="order_by"):
+        client.search_registered_models(order_by=["colour"])
+
+    versions = client.search_model_versions("name = 'a'", max_results=2)
+    assert [v.version for v in versions] == ["3", "2"] and versions.token
+    tail = client.search_model_versions("name = 'a'", max_results=2, page_token=versions.token)
+    assert [v.version for v in tail] == ["1"] and tail.token is None
+    up = client.search_model_versions("name = 'a'", order_by=["version_number ASC"])
+    assert [v.version for v in up] == ["1", "2", "3"]
+
+    with evtrack.start_run() as run:
+        ids = []
+        for name, acc in (("m1", 0.5), ("m2", 0.9), ("m3", 0.7)):
+            mid = client.create_logged_model("0", name=name, source_run_id=run.info.run_id).model_id
+            client.log_metric(run.info.run_id, "acc", acc, model_id=mid)
+            ids.append(mid)
+        client.create_logged_model("0", name="m4")  # no metric: last in either direction
+    best = client.search_logged_models(
+        ["0"], order_by=[{"field_name": "metrics.acc", "ascending": False}]
+    )
+    assert [m.name for m in best] == ["m2", "m3", "m1", "m4"]
+    page1 = client.search_logged_models(["0"], max_results=3, order_by=[{"field_name": "name"}])
+    assert [m.name for m in page1] == ["m1", "m2", "m3"] and page1.token
+    page2 = client.search_logged_models(
+        ["0"], max_results=3, order_by=[{"field_name": "name"}], page_token=page1.token
+    )
+    assert [m.name for m in page2] == ["m4"] and page2.token is None
+    with pytest.raises(InvalidParameterValue):
+        client.search_logged_models(["0"], order_by=[{"field_name": "colour"}])

@@ -208,3 +208,30 @@ def test_metrics_linked_to_a_logged_model_over_rest(c):
     unknown = {**point, "model_id": "m-" + "0" * 32}
     err(c.post(f"{API}/runs/log-metric", json={"run_id": run_id, **unknown}), 404,
         "RESOURCE_DOES_NOT_EXIST")  # fmt: skip
+
+
+def test_searches_order_and_page_over_rest(c):
+    """order_by (repeated query parameter / OrderBy messages) and next_page_token."""
+    for name in ("b", "a", "c"):
+        assert c.post(f"{API}/registered-models/create", json={"name": name}).status_code == 200
+    url = f"{API}/registered-models/search"
+    query = {"max_results": 2, "order_by": "name DESC"}
+    first = c.get(url, query_string=query).get_json()
+    assert [m["name"] for m in first["registered_models"]] == ["c", "b"]
+    second = c.get(url, query_string={**query, "page_token": first["next_page_token"]}).get_json()
+    assert [m["name"] for m in second["registered_models"]] == ["a"]
+    assert "next_page_token" not in second
+    err(c.get(f"{API}/registered-models/search?order_by=colour"), 400, "INVALID_PARAMETER_VALUE")
+    err(c.get(f"{API}/model-versions/search?page_token=bad"), 400, "INVALID_PARAMETER_VALUE")
+
+    exp = c.post(f"{API}/experiments/create", json={"name": "e"}).get_json()["experiment_id"]
+    for name in ("y", "x", "z"):
+        c.post(f"{API}/logged-models", json={"experiment_id": exp, "name": name})
+    body = {"experiment_ids": [exp], "max_results": 2,
+            "order_by": [{"field_name": "name", "ascending": True}]}  # fmt: skip
+    one = c.post(f"{API}/logged-models/search", json=body).get_json()
+    assert [m["info"]["name"] for m in one["models"]] == ["x", "y"]
+    two = c.post(
+        f"{API}/logged-models/search", json={**body, "page_token": one["next_page_token"]}
+    ).get_json()
+    assert [m["info"]["name"] for m in two["models"]] == ["z"] and "next_page_token" not in two

@@ -56,6 +56,14 @@ out["searched"] = [m.name for m in client.search_registered_models("name LIKE 'w
 out["versions"] = [v.version for v in client.search_model_versions("name = 'wine'")]
 logged = client.get_logged_model(info.model_id)
 out["status"] = str(logged.status)
+client.create_registered_model("zeta")
+p1 = client.search_registered_models(max_results=1, order_by=["name DESC"])
+p2 = client.search_registered_models(max_results=1, order_by=["name DESC"], page_token=p1.token)
+out["pages"] = [[m.name for m in p1], [m.name for m in p2], p2.token or None]
+found = client.search_logged_models(
+    experiment_ids=[run.info.experiment_id], max_results=1,
+    order_by=[{{"field_name": "metrics.rmse", "ascending": False}}])
+out["logged_search"] = [[m.model_id for m in found], found.token or None]
 out["model_metrics"] = sorted([m.key, m.value, m.step, m.run_id, m.dataset_name]
                               for m in logged.metrics)
 try:
@@ -85,6 +93,8 @@ def test_stock_client_logs_registers_and_loads(logged, server):
     assert out["searched"] == ["wine"] and out["versions"] == ["1"]
     assert out["status"].endswith("READY")
     assert out["missing"] == "RESOURCE_DOES_NOT_EXIST"
+    assert out["pages"] == [["zeta"], ["wine"], None]
+    assert out["logged_search"] == [[out["model_id"]], None]
     # MLflow 3's metrics linked to a logged model come back on it
     assert out["model_metrics"] == [
         ["mae", 0.3, 2, out["run_id"], "wine"],

@@ -29,6 +29,8 @@ from evtrack.clock import now_ms
 from evtrack.entities import Metric
 from evtrack.errors import InvalidParameterValue, ResourceAlreadyExists, ResourceDoesNotExist
 from evtrack.models.entities import LoggedModel, ModelVersion, RegisteredModel
+from evtrack.models.paging import page, parse_order_by, sort_by
+from evtrack.store.base import PagedList
 from evtrack.tracking.validation import (
     check_metric_key,
     check_metric_value,
@@ -44,6 +46,27 @@ __all__ = ["REGISTRY_SCOPE", "ModelStore"]
 REGISTRY_SCOPE = "registry"
 _STATUSES = ("PENDING", "READY", "FAILED")
 _ALIAS = re.compile(r"^[A-Za-z0-9_\-]{1,255}$")
+
+
+_TIMES = {"creation_timestamp": "creation_timestamp",
+          "last_updated_timestamp": "last_updated_timestamp"}  # fmt: skip
+_REGISTERED_ORDER = {**_TIMES, "name": "name", "timestamp": "last_updated_timestamp"}
+_VERSION_ORDER = {**_REGISTERED_ORDER, "version_number": "version"}
+_LOGGED_ORDER = {**_TIMES, "name": "name", "model_id": "model_id", "metrics.": "metrics."}
+
+
+def _version_value(mv: ModelVersion, field: str) -> Any:
+    return int(mv.version) if field == "version" else getattr(mv, field)
+
+
+def _logged_value(model: LoggedModel, field: str) -> Any:
+    if not field.startswith("metrics."):
+        return getattr(model, field)
+    points = [m for m in model.metrics if m.key == field[8:]]
+    if not points:
+        return None
+    value = max(points, key=lambda m: (m.timestamp, m.step)).value
+    return None if value != value else value  # NaN sorts with the missing
 
 
 def _key(*parts: Any) -> str:
@@ -185,7 +208,13 @@ class ModelStore:
         experiment_ids: list[str],
         filter_string: str | None = None,
         max_results: int | None = None,
-    ) -> list[LoggedModel]:
+        order_by: list[dict[str, Any]] | None = None,
+        page_token: str | None = None,
+    ) -> PagedList[LoggedModel]:
+        """Active logged models, newest first unless ``order_by`` (MLflow 3's dicts,
+        ``field_name`` one of name, model_id, creation_timestamp, last_updated_timestamp,
+        metrics.<key>: its latest point) says otherwise; a page from ``page_token``."""
+        order = parse_order_by(order_by, _LOGGED_ORDER)
         where, params = _filter_sql(
             filter_string,
             {"name": "name", "status": "status", "model_type": "model_type",
@@ -194,7 +223,7 @@ class ModelStore:
         found = self._logged_models(
             [str(e) for e in experiment_ids], f"lifecycle_stage = 'active' and {where}", params
         )
-        return found[:max_results] if max_results else found
+        return page(sort_by(found, order, _logged_value), max_results, page_token)
 
     def finalize_logged_model(self, model_id: str, status: str) -> LoggedModel:
         status = status.upper().removeprefix("LOGGED_MODEL_").replace("UPLOAD_FAILED", "FAILED")
@@ -337,13 +366,20 @@ class ModelStore:
         return found[0]
 
     def search_registered_models(
-        self, filter_string: str | None = None, max_results: int | None = None
-    ) -> list[RegisteredModel]:
+        self,
+        filter_string: str | None = None,
+        max_results: int | None = None,
+        order_by: list[str] | None = None,
+        page_token: str | None = None,
+    ) -> PagedList[RegisteredModel]:
+        """By name unless ``order_by`` (MLflow's ``"name"``, ``"creation_timestamp"``,
+        ``"last_updated_timestamp"``/``"timestamp"``, each ``ASC``/``DESC``) says otherwise."""
+        order = parse_order_by(order_by, _REGISTERED_ORDER)
         where, params = _filter_sql(
             filter_string, {"name": "r.name"}, "r.name", "registered_model_tags"
         )
-        found = self._registered(where, params)
-        return found[:max_results] if max_results else found
+        found = sort_by(self._registered(where, params), order, getattr)
+        return page(found, max_results, page_token)
 
     def update_registered_model(self, name: str, description: str | None) -> RegisteredModel:
         rm_id = self._model_id(name)
@@ -464,16 +500,23 @@ class ModelStore:
         return found[0]
 
     def search_model_versions(
-        self, filter_string: str | None = None, max_results: int | None = None
-    ) -> list[ModelVersion]:
+        self,
+        filter_string: str | None = None,
+        max_results: int | None = None,
+        order_by: list[str] | None = None,
+        page_token: str | None = None,
+    ) -> PagedList[ModelVersion]:
+        """By name, newest version first, unless ``order_by`` (``"name"``,
+        ``"version_number"``, ``"creation_timestamp"``, ``"last_updated_timestamp"``)."""
+        order = parse_order_by(order_by, _VERSION_ORDER)
         where, params = _filter_sql(
             filter_string,
             {"name": "v.name", "run_id": "v.run_id", "source_path": "v.source",
              "version_number": "v.version", "model_id": "v.model_id"},
             "v.name", None,
         )  # fmt: skip
-        found = self._versions(where, params)
-        return found[:max_results] if max_results else found
+        found = sort_by(self._versions(where, params), order, _version_value)
+        return page(found, max_results, page_token)
 
     def update_model_version(
         self, name: str, version: str | int, description: str | None
