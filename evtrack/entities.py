@@ -88,14 +88,22 @@ class Metric:
     timestamp: int = 0
     step: int = 0
     run_id: str | None = None
+    # MLflow 3's links of a point to a logged model and to the dataset it was computed on
+    model_id: str | None = None
+    dataset_name: str | None = None
+    dataset_digest: str | None = None
 
     def to_dictionary(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "key": self.key,
             "value": self.value,
             "timestamp": self.timestamp,
             "step": self.step,
         }
+        for name in ("model_id", "dataset_name", "dataset_digest"):
+            if getattr(self, name) is not None:
+                out[name] = getattr(self, name)
+        return out
 
 
 @dataclass(frozen=True)

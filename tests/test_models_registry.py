@@ -217,3 +217,94 @@ def test_models_on_a_store_without_a_registry_is_a_clear_error():
     client = evtrack.MlflowClient(store=OtherStore())
     with pytest.raises(StoreError, match="no logged models or registry"):
         client.search_registered_models()
+
+
+def test_metrics_linked_to_a_logged_model(client):
+    """MLflow 3: a metric point with ``model_id`` goes to the run and to the logged model."""
+    from evtrack.entities import Metric
+
+    with evtrack.start_run() as run:
+        model = client.create_logged_model("0", name="clf", source_run_id=run.info.run_id)
+        mid, rid = model.model_id, run.info.run_id
+        evtrack.log_metric("acc", 0.9, step=1, model_id=mid)
+        evtrack.log_metrics({"f1": 0.5, "auc": float("nan")}, step=2, model_id=mid)
+        client.log_metric(rid, "rmse", 1.5, timestamp=7, step=3, model_id=mid,
+                          dataset_name="wine", dataset_digest="d1")  # fmt: skip
+        client.log_batch(
+            rid, metrics=[Metric("mae", 0.25, 8, 4, model_id=mid), Metric("loss", 2.0, 8)]
+        )
+        evtrack.log_metric("unlinked", 3.0)
+
+    got = client.get_logged_model(mid).metrics
+    assert {m.key for m in got} == {"acc", "f1", "auc", "rmse", "mae"}
+    assert all(m.model_id == mid and m.run_id == rid for m in got)
+    rmse = next(m for m in got if m.key == "rmse")
+    assert (rmse.value, rmse.timestamp, rmse.step) == (1.5, 7, 3)
+    assert (rmse.dataset_name, rmse.dataset_digest) == ("wine", "d1")
+    assert np.isnan(next(m.value for m in got if m.key == "auc"))
+    # the run has every point, linked or not
+    assert set(client.get_run(rid).data.metrics) == {
+        "acc", "f1", "auc", "rmse", "mae", "loss", "unlinked"
+    }  # fmt: skip
+    # in SQL and in the REST JSON
+    rows = evtrack.sql(
+        "select key, value, step, dataset_name from logged_model_metrics "
+        "where key in ('acc', 'rmse', 'mae') order by key"
+    ).fetchall()
+    assert rows == [("acc", 0.9, 1, None), ("mae", 0.25, 4, None), ("rmse", 1.5, 3, "wine")]
+    body = client.get_logged_model(mid).to_json()["data"]["metrics"]
+    assert {"key": "mae", "value": 0.25, "timestamp": 8, "step": 4, "model_id": mid,
+            "run_id": rid} in body  # fmt: skip
+    # logging a point to an unknown model fails and logs nothing to the run
+    with pytest.raises(ResourceDoesNotExist):
+        client.log_metric(rid, "ghost", 1.0, model_id="m-" + "0" * 32)
+    assert "ghost" not in client.get_run(rid).data.metrics
+
+
+def test_searches_order_and_page(client):
+    """order_by and page tokens of the three searches, as MLflow's client takes them."""
+    for name in ("b", "c", "a"):
+        client.create_registered_model(name)
+    client.update_registered_model("b", "touched last")
+    with evtrack.start_run() as src:
+        pass
+    for _ in range(3):
+        client.create_model_version("a", f"runs:/{src.info.run_id}/model")
+
+    first = client.search_registered_models(max_results=2)
+    assert [m.name for m in first] == ["a", "b"] and first.token
+    rest = client.search_registered_models(max_results=2, page_token=first.token)
+    assert [m.name for m in rest] == ["c"] and rest.token is None
+    by_desc = client.search_registered_models(order_by=["name DESC"])
+    assert [m.name for m in by_desc] == ["c", "b", "a"]
+    newest = client.search_registered_models(order_by=["last_updated_timestamp DESC"])
+    assert newest[-1].last_updated_timestamp <= newest[0].last_updated_timestamp
+    with pytest.raises(InvalidParameterValue, match="order_by"):
+        client.search_registered_models(order_by=["colour"])
+
+    versions = client.search_model_versions("name = 'a'", max_results=2)
+    assert [v.version for v in versions] == ["3", "2"] and versions.token
+    tail = client.search_model_versions("name = 'a'", max_results=2, page_token=versions.token)
+    assert [v.version for v in tail] == ["1"] and tail.token is None
+    up = client.search_model_versions("name = 'a'", order_by=["version_number ASC"])
+    assert [v.version for v in up] == ["1", "2", "3"]
+
+    with evtrack.start_run() as run:
+        ids = []
+        for name, acc in (("m1", 0.5), ("m2", 0.9), ("m3", 0.7)):
+            mid = client.create_logged_model("0", name=name, source_run_id=run.info.run_id).model_id
+            client.log_metric(run.info.run_id, "acc", acc, model_id=mid)
+            ids.append(mid)
+        client.create_logged_model("0", name="m4")  # no metric: last in either direction
+    best = client.search_logged_models(
+        ["0"], order_by=[{"field_name": "metrics.acc", "ascending": False}]
+    )
+    assert [m.name for m in best] == ["m2", "m3", "m1", "m4"]
+    page1 = client.search_logged_models(["0"], max_results=3, order_by=[{"field_name": "name"}])
+    assert [m.name for m in page1] == ["m1", "m2", "m3"] and page1.token
+    page2 = client.search_logged_models(
+        ["0"], max_results=3, order_by=[{"field_name": "name"}], page_token=page1.token
+    )
+    assert [m.name for m in page2] == ["m4"] and page2.token is None
+    with pytest.raises(InvalidParameterValue):
+        client.search_logged_models(["0"], order_by=[{"field_name": "colour"}])

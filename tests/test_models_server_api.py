@@ -168,6 +168,70 @@ def test_evtrack_client_over_http(tmp_path):
         for uri in (info.model_uri, "models:/wine@prod", f"runs:/{run.info.run_id}/model"):
             assert np.allclose(evtrack.pyfunc.load_model(uri).predict(x.head(5)), want), uri
         assert client.get_registered_model("wine").aliases == {"prod": "1"}
+        client.log_metric(run.info.run_id, "rmse", 0.5, step=2, model_id=info.model_id,
+                          dataset_name="wine", dataset_digest="d1")  # fmt: skip
+        (point,) = client.get_logged_model(info.model_id).metrics
+        assert (point.key, point.value, point.step, point.dataset_name) == ("rmse", 0.5, 2, "wine")
+        assert point.run_id == run.info.run_id
         assert [m.name for m in client.search_registered_models("name = 'wine'")] == ["wine"]
     finally:
         srv.stop()
+
+
+def test_metrics_linked_to_a_logged_model_over_rest(c):
+    """log-metric / log-batch with MLflow 3's ``model_id`` show on ``logged-models/get``."""
+    exp = c.post(f"{API}/experiments/create", json={"name": "e"}).get_json()["experiment_id"]
+    run_id = c.post(f"{API}/runs/create", json={"experiment_id": exp}).get_json()["run"]["info"][
+        "run_id"
+    ]
+    mid = c.post(f"{API}/logged-models", json={"experiment_id": exp}).get_json()["model"]["info"][
+        "model_id"
+    ]
+    point = {"key": "acc", "value": 0.75, "timestamp": 5, "step": 1, "model_id": mid,
+             "dataset_name": "wine", "dataset_digest": "d1"}  # fmt: skip
+    assert c.post(f"{API}/runs/log-metric", json={"run_id": run_id, **point}).status_code == 200
+    batch = [{"key": "auc", "value": "NaN", "timestamp": 6, "step": 2, "model_id": mid},
+             {"key": "loss", "value": 1.0, "timestamp": 6, "step": 2}]  # fmt: skip
+    assert (
+        c.post(f"{API}/runs/log-batch", json={"run_id": run_id, "metrics": batch}).status_code
+        == 200
+    )
+    got = c.get(f"{API}/logged-models/{mid}").get_json()["model"]["data"]["metrics"]
+    assert sorted(got, key=lambda m: m["key"]) == [
+        {"key": "acc", "value": 0.75, "timestamp": 5, "step": 1, "model_id": mid,
+         "dataset_name": "wine", "dataset_digest": "d1", "run_id": run_id},
+        {"key": "auc", "value": "NaN", "timestamp": 6, "step": 2, "model_id": mid,
+         "run_id": run_id},
+    ]  # fmt: skip
+    run = c.get(f"{API}/runs/get", query_string={"run_id": run_id}).get_json()["run"]
+    assert {m["key"] for m in run["data"]["metrics"]} == {"acc", "auc", "loss"}
+    unknown = {**point, "model_id": "m-" + "0" * 32}
+    err(c.post(f"{API}/runs/log-metric", json={"run_id": run_id, **unknown}), 404,
+        "RESOURCE_DOES_NOT_EXIST")  # fmt: skip
+
+
+def test_searches_order_and_page_over_rest(c):
+    """order_by (repeated query parameter / OrderBy messages) and next_page_token."""
+    for name in ("b", "a", "c"):
+        assert c.post(f"{API}/registered-models/create", json={"name": name}).status_code == 200
+    url = f"{API}/registered-models/search"
+    query = {"max_results": 2, "order_by": "name DESC"}
+    first = c.get(url, query_string=query).get_json()
+    assert [m["name"] for m in first["registered_models"]] == ["c", "b"]
+    second = c.get(url, query_string={**query, "page_token": first["next_page_token"]}).get_json()
+    assert [m["name"] for m in second["registered_models"]] == ["a"]
+    assert "next_page_token" not in second
+    err(c.get(f"{API}/registered-models/search?order_by=colour"), 400, "INVALID_PARAMETER_VALUE")
+    err(c.get(f"{API}/model-versions/search?page_token=bad"), 400, "INVALID_PARAMETER_VALUE")
+
+    exp = c.post(f"{API}/experiments/create", json={"name": "e"}).get_json()["experiment_id"]
+    for name in ("y", "x", "z"):
+        c.post(f"{API}/logged-models", json={"experiment_id": exp, "name": name})
+    body = {"experiment_ids": [exp], "max_results": 2,
+            "order_by": [{"field_name": "name", "ascending": True}]}  # fmt: skip
+    one = c.post(f"{API}/logged-models/search", json=body).get_json()
+    assert [m["info"]["name"] for m in one["models"]] == ["x", "y"]
+    two = c.post(
+        f"{API}/logged-models/search", json={**body, "page_token": one["next_page_token"]}
+    ).get_json()
+    assert [m["info"]["name"] for m in two["models"]] == ["z"] and "next_page_token" not in two

@@ -34,6 +34,10 @@ lr = ElasticNet(alpha=0.5, l1_ratio=0.5, random_state=42).fit(x, y)
 mlflow.set_experiment("wine-models")
 with mlflow.start_run() as run:
     info = mlflow.sklearn.log_model(lr, name="model", input_example=x.head(3))
+    mlflow.log_metric("rmse", 0.7, step=1, model_id=info.model_id)
+    MlflowClient().log_batch(run.info.run_id, metrics=[
+        mlflow.entities.Metric("mae", 0.3, 5, 2, model_id=info.model_id,
+        dataset_name="wine", dataset_digest="d1")])
 want = lr.predict(x.head(20)).tolist()
 out = {{"model_uri": info.model_uri, "model_id": info.model_id, "run_id": run.info.run_id,
        "want": want}}
@@ -52,6 +56,16 @@ out["searched"] = [m.name for m in client.search_registered_models("name LIKE 'w
 out["versions"] = [v.version for v in client.search_model_versions("name = 'wine'")]
 logged = client.get_logged_model(info.model_id)
 out["status"] = str(logged.status)
+client.create_registered_model("zeta")
+p1 = client.search_registered_models(max_results=1, order_by=["name DESC"])
+p2 = client.search_registered_models(max_results=1, order_by=["name DESC"], page_token=p1.token)
+out["pages"] = [[m.name for m in p1], [m.name for m in p2], p2.token or None]
+found = client.search_logged_models(
+    experiment_ids=[run.info.experiment_id], max_results=1,
+    order_by=[{{"field_name": "metrics.rmse", "ascending": False}}])
+out["logged_search"] = [[m.model_id for m in found], found.token or None]
+out["model_metrics"] = sorted([m.key, m.value, m.step, m.run_id, m.dataset_name]
+                              for m in logged.metrics)
 try:
     client.get_registered_model("nope")
 except mlflow.exceptions.MlflowException as exc:
@@ -79,11 +93,22 @@ def test_stock_client_logs_registers_and_loads(logged, server):
     assert out["searched"] == ["wine"] and out["versions"] == ["1"]
     assert out["status"].endswith("READY")
     assert out["missing"] == "RESOURCE_DOES_NOT_EXIST"
+    assert out["pages"] == [["zeta"], ["wine"], None]
+    assert out["logged_search"] == [[out["model_id"]], None]
+    # MLflow 3's metrics linked to a logged model come back on it
+    assert out["model_metrics"] == [
+        ["mae", 0.3, 2, out["run_id"], "wine"],
+        ["rmse", 0.7, 1, out["run_id"], None],
+    ]
 
     # evtrack reads what the stock client wrote: SQL views, and the models load here too
     client = evtrack.MlflowClient(store)
     rows = client.sql("select model_id, status, source_run_id from logged_models").fetchall()
     assert rows == [(out["model_id"], "READY", out["run_id"])]
+    assert client.sql("select key from logged_model_metrics order by key").fetchall() == [
+        ("mae",),
+        ("rmse",),
+    ]
     assert client.sql("select name, version, model_id from model_versions").fetchall() == [
         ("wine", 1, out["model_id"])
     ]

@@ -61,9 +61,13 @@ class ModelsClientMixin:
 
     def search_logged_models(
         self, experiment_ids: list[str], filter_string: str | None = None,
-        max_results: int | None = None, **_: Any,
+        max_results: int | None = None, order_by: list[dict[str, Any]] | None = None,
+        page_token: str | None = None, **_: Any,
     ) -> list[LoggedModel]:  # fmt: skip
-        return self._models.search_logged_models(experiment_ids, filter_string, max_results)
+        """A page (``.token`` for the next) ordered by MLflow 3's ``order_by`` dicts."""
+        return self._models.search_logged_models(
+            experiment_ids, filter_string, max_results, order_by, page_token
+        )
 
     def finalize_logged_model(self, model_id: str, status: Any) -> LoggedModel:
         return self._models.finalize_logged_model(model_id, str(getattr(status, "name", status)))
@@ -90,9 +94,13 @@ class ModelsClientMixin:
         return self._models.get_registered_model(name)
 
     def search_registered_models(
-        self, filter_string: str | None = None, max_results: int | None = None, **_: Any
-    ) -> list[RegisteredModel]:
-        return self._models.search_registered_models(filter_string, max_results)
+        self, filter_string: str | None = None, max_results: int | None = None,
+        order_by: list[str] | None = None, page_token: str | None = None, **_: Any,
+    ) -> list[RegisteredModel]:  # fmt: skip
+        """A page (``.token`` for the next), ordered by MLflow's ``order_by`` strings."""
+        return self._models.search_registered_models(
+            filter_string, max_results, order_by, page_token
+        )
 
     def update_registered_model(self, name: str, description: str | None = None) -> RegisteredModel:
         return self._models.update_registered_model(name, description)
@@ -123,9 +131,11 @@ class ModelsClientMixin:
         return self._models.get_model_version(name, version)
 
     def search_model_versions(
-        self, filter_string: str | None = None, max_results: int | None = None, **_: Any
-    ) -> list[ModelVersion]:
-        return self._models.search_model_versions(filter_string, max_results)
+        self, filter_string: str | None = None, max_results: int | None = None,
+        order_by: list[str] | None = None, page_token: str | None = None, **_: Any,
+    ) -> list[ModelVersion]:  # fmt: skip
+        """A page (``.token`` for the next), ordered by MLflow's ``order_by`` strings."""
+        return self._models.search_model_versions(filter_string, max_results, order_by, page_token)
 
     def update_model_version(
         self, name: str, version: str | int, description: str | None = None

@@ -6,6 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from evtrack.entities import Metric
+from evtrack.jsonfloat import float_from_json, float_to_json
+
 __all__ = ["LoggedModel", "ModelVersion", "RegisteredModel", "RegisteredModelAlias"]
 
 
@@ -32,6 +35,8 @@ class LoggedModel:
     tags: dict[str, str] = field(default_factory=dict)
     params: dict[str, str] = field(default_factory=dict)
     lifecycle_stage: str = "active"
+    #: metric points linked to this model (``Metric.model_id``), MLflow 3's ``metrics``
+    metrics: list[Metric] = field(default_factory=list)
 
     @property
     def model_uri(self) -> str:
@@ -53,7 +58,12 @@ class LoggedModel:
         for key in ("status_message", "model_type", "source_run_id"):
             if getattr(self, key):
                 info[key] = getattr(self, key)
-        return {"info": info, "data": {"params": _kv(self.params), "metrics": []}}
+        metrics = [
+            {**m.to_dictionary(), "value": float_to_json(m.value), "run_id": m.run_id}
+            for m in self.metrics
+        ]
+        metrics = [{k: v for k, v in m.items() if v is not None} for m in metrics]
+        return {"info": info, "data": {"params": _kv(self.params), "metrics": metrics}}
 
     @classmethod
     def from_json(cls, body: dict[str, Any]) -> LoggedModel:
@@ -72,6 +82,19 @@ class LoggedModel:
             source_run_id=info.get("source_run_id"),
             tags=_from_kv(info.get("tags")),
             params=_from_kv(data.get("params")),
+            metrics=[
+                Metric(
+                    m["key"],
+                    float_from_json(m["value"]),
+                    int(m.get("timestamp", 0)),
+                    int(m.get("step", 0)),
+                    m.get("run_id"),
+                    m.get("model_id"),
+                    m.get("dataset_name"),
+                    m.get("dataset_digest"),
+                )  # fmt: skip
+                for m in data.get("metrics") or []
+            ],
         )
 
 

@@ -370,13 +370,32 @@ def _run_id_of(body: dict[str, Any]) -> str:
     return run_id
 
 
-def _log(run_id: str, points: list[Any], params=(), tags=()) -> None:
-    """Buffer a batch in this worker's writer and return once it is durable."""
+def _linked(metrics: list[dict[str, Any]]) -> dict[int, tuple[str, Any, Any]]:
+    """Which points name a logged model (MLflow 3's ``model_id``), by index."""
+    return {
+        i: (m["model_id"], m.get("dataset_name") or None, m.get("dataset_digest") or None)
+        for i, m in enumerate(metrics)
+        if m.get("model_id")
+    }
+
+
+def _log(run_id: str, points: list[Any], params=(), tags=(), linked=None) -> None:
+    """Buffer a batch in this worker's writer and return once it is durable. Points
+    ``linked`` to a logged model are logged to the run and to their model by the model
+    store instead."""
     metrics = [
         Metric(points[i], points[i + 1], points[i + 3], points[i + 2])
         for i in range(0, len(points), 4)
     ]
     store = backend().store
+    if linked:
+        to_models = [
+            Metric(m.key, m.value, m.timestamp, m.step, run_id, *linked[i])
+            for i, m in enumerate(metrics)
+            if i in linked
+        ]
+        backend().client._models.log_model_metrics(run_id, to_models)
+        metrics = [m for i, m in enumerate(metrics) if i not in linked]
     store.log_batch(run_id, metrics, params, tags, synchronous=False)
     store.flush()
 
@@ -395,7 +414,7 @@ def log_batch() -> Response:
     tags = _pairs(_check_list(body, "tags"), "tags", RunTag)
     validation.check_batch_limits(len(metrics), len(params), len(tags))
     points = _points(metrics, "metrics")
-    _log(run_id, points, params, tags)
+    _log(run_id, points, params, tags, _linked(metrics))
     return ok()
 
 
@@ -405,7 +424,8 @@ def log_metric() -> Response:
         {**_RUN_ID, **{k: v for k, v in METRIC.items() if k != "run_id"}},
         ("run_id", "key", "value", "timestamp"),
     )
-    _log(m["run_id"], _points([m], "metric"))
+    points = _points([m], "metric")
+    _log(m["run_id"], points, linked=_linked([m]))
     return ok()
 
 

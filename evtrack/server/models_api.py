@@ -55,6 +55,22 @@ def _version(mv) -> dict[str, Any]:
     return body
 
 
+#: MLflow 3's SearchLoggedModels.OrderBy
+_ORDER_BY = {"field_name": "string", "ascending": "bool", "dataset_name": "string",
+             "dataset_digest": "string"}  # fmt: skip
+_SEARCH: dict[str, Any] = {
+    "filter": "string",
+    "max_results": "int64",
+    "order_by": ("list", "string"),
+    "page_token": "string",
+}
+
+
+def _paged(body: dict[str, Any], found: Any) -> dict[str, Any]:
+    token = getattr(found, "token", None)
+    return {**body, "next_page_token": token} if token else body
+
+
 def _max_results(m: dict[str, Any], default: int, limit: int) -> int:
     n = m.get("max_results", default)
     if not 1 <= n <= limit:
@@ -113,13 +129,15 @@ def search_logged_models() -> Response:
             "experiment_ids": ("list", "string"),
             "filter": "string",
             "max_results": "int32",
+            "order_by": ("list", ("message", _ORDER_BY)),
             "page_token": "string",
         }
     )
     found = _models().search_logged_models(
-        m.get("experiment_ids") or [], m.get("filter"), _max_results(m, 100, 50_000)
-    )
-    return ok({"models": [_logged(x) for x in found]})
+        m.get("experiment_ids") or [], m.get("filter"), _max_results(m, 100, 50_000),
+        m.get("order_by"), m.get("page_token"),
+    )  # fmt: skip
+    return ok(_paged({"models": [_logged(x) for x in found]}, found))
 
 
 @_route("/mlflow/logged-models/<model_id>/tags", "PATCH")
@@ -199,9 +217,11 @@ def delete_registered_model() -> Response:
 
 @_route("/mlflow/registered-models/search", "GET")
 def search_registered_models() -> Response:
-    m = message({"filter": "string", "max_results": "int64", "page_token": "string"})
-    found = _models().search_registered_models(m.get("filter"), _max_results(m, 100, 1000))
-    return ok({"registered_models": [x.to_json() for x in found]} if found else {})
+    m = message(_SEARCH)
+    found = _models().search_registered_models(
+        m.get("filter"), _max_results(m, 100, 1000), m.get("order_by"), m.get("page_token")
+    )
+    return ok(_paged({"registered_models": [x.to_json() for x in found]} if found else {}, found))
 
 
 @_route("/mlflow/registered-models/set-tag", "POST")
@@ -299,9 +319,11 @@ def delete_model_version() -> Response:
 
 @_route("/mlflow/model-versions/search", "GET")
 def search_model_versions() -> Response:
-    m = message({"filter": "string", "max_results": "int64", "page_token": "string"})
-    found = _models().search_model_versions(m.get("filter"), _max_results(m, 10_000, 200_000))
-    return ok({"model_versions": [_version(v) for v in found]} if found else {})
+    m = message(_SEARCH)
+    found = _models().search_model_versions(
+        m.get("filter"), _max_results(m, 10_000, 200_000), m.get("order_by"), m.get("page_token")
+    )
+    return ok(_paged({"model_versions": [_version(v) for v in found]} if found else {}, found))
 
 
 @_route("/mlflow/model-versions/get-download-uri", "GET")

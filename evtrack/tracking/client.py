@@ -161,8 +161,20 @@ class MlflowClient(ModelsClientMixin):
         timestamp: int | None = None,
         step: int | None = None,
         synchronous: bool | None = None,
+        dataset_name: str | None = None,
+        dataset_digest: str | None = None,
+        model_id: str | None = None,
     ) -> None:
-        self.store.log_metric(run_id, key, value, timestamp, step, synchronous)
+        """Log one metric point; with ``model_id`` (MLflow 3), it is also linked to that
+        logged model (``get_logged_model(model_id).metrics``), durably before returning."""
+        if model_id is None:
+            self.store.log_metric(run_id, key, value, timestamp, step, synchronous)
+            return
+        from evtrack.clock import now_ms
+
+        ts = now_ms() if timestamp is None else timestamp
+        point = Metric(key, value, ts, step or 0, run_id, model_id, dataset_name, dataset_digest)
+        self._models.log_model_metrics(run_id, [point])
 
     def log_metric_series(
         self,
@@ -194,7 +206,12 @@ class MlflowClient(ModelsClientMixin):
         tags: Sequence[RunTag] = (),
         synchronous: bool | None = None,
     ) -> None:
-        self.store.log_batch(run_id, metrics, params, tags, synchronous)
+        linked = [m for m in metrics if m.model_id]
+        if linked:  # points linked to a logged model: to the run and to the model
+            self._models.log_model_metrics(run_id, linked)
+            metrics = [m for m in metrics if not m.model_id]
+        if metrics or params or tags:
+            self.store.log_batch(run_id, metrics, params, tags, synchronous)
 
     def log_inputs(self, run_id: str, datasets: Sequence[DatasetInput] | None = None) -> None:
         self.store.log_inputs(run_id, datasets)

@@ -5,13 +5,18 @@ Events (see :mod:`evtrack.store.log.models`): ``kind`` is ``logged_model``,
 (``["m-…", "status"]``, ``["m-…", "tag", "k"]``, ``[rm_id, "alias", "champion"]``,
 ``[rm_id, "3", "description"]``…); ``text`` is the value, NULL when removed. The fold
 is the one of every other attribute: the latest ``(time, seq, writer)`` wins
-(params of logged models: the first). The views::
+(params of logged models: the first). A metric point linked to a logged model is one
+fact whose key names the whole point, ``["m-…", "metric", key, step, timestamp,
+run_id, dataset_name, dataset_digest]`` (missing parts ``""``), its value in ``text``;
+so re-logging one point is idempotent and no new column is needed. The views::
 
     logged_models          model_id, experiment_id, name, status, status_message,
                            model_type, source_run_id, artifact_location,
                            creation_timestamp, last_updated_timestamp, lifecycle_stage
     logged_model_tags      model_id, key, value
     logged_model_params    model_id, key, value
+    logged_model_metrics   model_id, key, value, timestamp, step, run_id,
+                           dataset_name, dataset_digest
     registered_models      name, id, description, creation_timestamp, last_updated_timestamp
     registered_model_tags  name, key, value
     registered_model_aliases  name, alias, version
@@ -68,6 +73,13 @@ MODEL_VIEWS = {
     "logged_model_params": f"""
         select k0 as model_id, k2 as key, text as value
         from ({_facts("logged_model", 3, first=True)}) where k1 = 'param'
+    """,
+    "logged_model_metrics": f"""
+        select k0 as model_id, k2 as key, cast(text as double) as value,
+               cast(k4 as bigint) as timestamp, cast(k3 as bigint) as step,
+               nullif(k5, '') as run_id, nullif(k6, '') as dataset_name,
+               nullif(k7, '') as dataset_digest
+        from ({_facts("logged_model", 8)}) where k1 = 'metric' and text is not null
     """,
     "registered_models": f"""
         with a as ({_facts("registered_model", 2)})

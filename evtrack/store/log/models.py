@@ -22,11 +22,21 @@ import hashlib
 import json
 import re
 import uuid
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from evtrack.clock import now_ms
+from evtrack.entities import Metric
 from evtrack.errors import InvalidParameterValue, ResourceAlreadyExists, ResourceDoesNotExist
 from evtrack.models.entities import LoggedModel, ModelVersion, RegisteredModel
+from evtrack.models.paging import page, parse_order_by, sort_by
+from evtrack.store.base import PagedList
+from evtrack.tracking.validation import (
+    check_metric_key,
+    check_metric_value,
+    check_step,
+    check_timestamp,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from evtrack.store.log.store import LogStore
@@ -36,6 +46,27 @@ __all__ = ["REGISTRY_SCOPE", "ModelStore"]
 REGISTRY_SCOPE = "registry"
 _STATUSES = ("PENDING", "READY", "FAILED")
 _ALIAS = re.compile(r"^[A-Za-z0-9_\-]{1,255}$")
+
+
+_TIMES = {"creation_timestamp": "creation_timestamp",
+          "last_updated_timestamp": "last_updated_timestamp"}  # fmt: skip
+_REGISTERED_ORDER = {**_TIMES, "name": "name", "timestamp": "last_updated_timestamp"}
+_VERSION_ORDER = {**_REGISTERED_ORDER, "version_number": "version"}
+_LOGGED_ORDER = {**_TIMES, "name": "name", "model_id": "model_id", "metrics.": "metrics."}
+
+
+def _version_value(mv: ModelVersion, field: str) -> Any:
+    return int(mv.version) if field == "version" else getattr(mv, field)
+
+
+def _logged_value(model: LoggedModel, field: str) -> Any:
+    if not field.startswith("metrics."):
+        return getattr(model, field)
+    points = [m for m in model.metrics if m.key == field[8:]]
+    if not points:
+        return None
+    value = max(points, key=lambda m: (m.timestamp, m.step)).value
+    return None if value != value else value  # NaN sorts with the missing
 
 
 def _key(*parts: Any) -> str:
@@ -136,7 +167,9 @@ class ModelStore:
               (select list({{'k': key, 'v': value}}) from logged_model_tags t
                where t.model_id = m.model_id) as tags,
               (select list({{'k': key, 'v': value}}) from logged_model_params p
-               where p.model_id = m.model_id) as params
+               where p.model_id = m.model_id) as params,
+              (select list(x order by x.key, x.step, x.timestamp) from logged_model_metrics x
+               where x.model_id = m.model_id) as metrics
             from logged_models m where {where}
             order by creation_timestamp desc, model_id
         """
@@ -156,6 +189,19 @@ class ModelStore:
                     source_run_id=r["source_run_id"],
                     tags={d["k"]: d["v"] for d in r["tags"] or []},
                     params={d["k"]: d["v"] for d in r["params"] or []},
+                    metrics=[
+                        Metric(
+                            d["key"],
+                            d["value"],
+                            d["timestamp"],
+                            d["step"],
+                            d["run_id"],
+                            d["model_id"],
+                            d["dataset_name"],
+                            d["dataset_digest"],
+                        )  # fmt: skip
+                        for d in r["metrics"] or []
+                    ],
                     lifecycle_stage=r["lifecycle_stage"],
                 )
             )
@@ -166,7 +212,13 @@ class ModelStore:
         experiment_ids: list[str],
         filter_string: str | None = None,
         max_results: int | None = None,
-    ) -> list[LoggedModel]:
+        order_by: list[dict[str, Any]] | None = None,
+        page_token: str | None = None,
+    ) -> PagedList[LoggedModel]:
+        """Active logged models, newest first unless ``order_by`` (MLflow 3's dicts,
+        ``field_name`` one of name, model_id, creation_timestamp, last_updated_timestamp,
+        metrics.<key>: its latest point) says otherwise; a page from ``page_token``."""
+        order = parse_order_by(order_by, _LOGGED_ORDER)
         where, params = _filter_sql(
             filter_string,
             {"name": "name", "status": "status", "model_type": "model_type",
@@ -175,7 +227,7 @@ class ModelStore:
         found = self._logged_models(
             [str(e) for e in experiment_ids], f"lifecycle_stage = 'active' and {where}", params
         )
-        return found[:max_results] if max_results else found
+        return page(sort_by(found, order, _logged_value), max_results, page_token)
 
     def finalize_logged_model(self, model_id: str, status: str) -> LoggedModel:
         status = status.upper().removeprefix("LOGGED_MODEL_").replace("UPLOAD_FAILED", "FAILED")
@@ -215,6 +267,32 @@ class ModelStore:
             "logged_model",
             [((model_id, "param", k), v) for k, v in params.items()],
         )
+
+    def log_model_metrics(self, run_id: str | None, metrics: Sequence[Metric]) -> None:
+        """Log metric points linked to logged models (``Metric.model_id``): to the run
+        as usual when ``run_id`` is given, and as facts of each logged model."""
+        by_model: dict[str, list[Metric]] = {}
+        for m in metrics:
+            if m.model_id:
+                by_model.setdefault(m.model_id, []).append(m)
+        for m in metrics:
+            if (m.dataset_name is None) != (m.dataset_digest is None):  # MLflow's rule
+                raise InvalidParameterValue(
+                    f"Metric {m.key!r}: give both dataset_name and dataset_digest, or neither."
+                )
+        models = {mid: self.get_logged_model(mid) for mid in by_model}  # unknown: 404 first
+        if run_id:
+            self.client.log_batch(run_id, metrics=list(metrics), synchronous=True)
+        for mid, points in by_model.items():
+            facts: list[tuple[tuple, Any]] = []
+            for m in points:
+                value = check_metric_value(m.value, check_metric_key(m.key))
+                step = check_step(m.step or 0)
+                ts = now_ms() if m.timestamp is None else check_timestamp(m.timestamp)
+                parts = (mid, "metric", m.key, step, ts, run_id or m.run_id or "",
+                         m.dataset_name or "", m.dataset_digest or "")  # fmt: skip
+                facts.append((parts, repr(float(value))))
+            self._add(models[mid].experiment_id, "logged_model", facts)
 
     def delete_logged_model(self, model_id: str) -> None:
         model = self.get_logged_model(model_id)
@@ -292,13 +370,20 @@ class ModelStore:
         return found[0]
 
     def search_registered_models(
-        self, filter_string: str | None = None, max_results: int | None = None
-    ) -> list[RegisteredModel]:
+        self,
+        filter_string: str | None = None,
+        max_results: int | None = None,
+        order_by: list[str] | None = None,
+        page_token: str | None = None,
+    ) -> PagedList[RegisteredModel]:
+        """By name unless ``order_by`` (MLflow's ``"name"``, ``"creation_timestamp"``,
+        ``"last_updated_timestamp"``/``"timestamp"``, each ``ASC``/``DESC``) says otherwise."""
+        order = parse_order_by(order_by, _REGISTERED_ORDER)
         where, params = _filter_sql(
             filter_string, {"name": "r.name"}, "r.name", "registered_model_tags"
         )
-        found = self._registered(where, params)
-        return found[:max_results] if max_results else found
+        found = sort_by(self._registered(where, params), order, getattr)
+        return page(found, max_results, page_token)
 
     def update_registered_model(self, name: str, description: str | None) -> RegisteredModel:
         rm_id = self._model_id(name)
@@ -419,16 +504,23 @@ class ModelStore:
         return found[0]
 
     def search_model_versions(
-        self, filter_string: str | None = None, max_results: int | None = None
-    ) -> list[ModelVersion]:
+        self,
+        filter_string: str | None = None,
+        max_results: int | None = None,
+        order_by: list[str] | None = None,
+        page_token: str | None = None,
+    ) -> PagedList[ModelVersion]:
+        """By name, newest version first, unless ``order_by`` (``"name"``,
+        ``"version_number"``, ``"creation_timestamp"``, ``"last_updated_timestamp"``)."""
+        order = parse_order_by(order_by, _VERSION_ORDER)
         where, params = _filter_sql(
             filter_string,
             {"name": "v.name", "run_id": "v.run_id", "source_path": "v.source",
              "version_number": "v.version", "model_id": "v.model_id"},
             "v.name", None,
         )  # fmt: skip
-        found = self._versions(where, params)
-        return found[:max_results] if max_results else found
+        found = sort_by(self._versions(where, params), order, _version_value)
+        return page(found, max_results, page_token)
 
     def update_model_version(
         self, name: str, version: str | int, description: str | None

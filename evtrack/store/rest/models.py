@@ -5,9 +5,12 @@ whose tracking URI is ``http(s)://``. A logged model's files go through the serv
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from evtrack.entities import Metric
 from evtrack.models.entities import LoggedModel, ModelVersion, RegisteredModel
+from evtrack.store.base import PagedList
 
 if TYPE_CHECKING:  # pragma: no cover
     from evtrack.store.rest.store import RestStore
@@ -17,6 +20,17 @@ __all__ = ["RestModelStore"]
 
 def _kv(d: dict[str, str] | None) -> list[dict[str, str]]:
     return [{"key": k, "value": str(v)} for k, v in (d or {}).items()]
+
+
+def _search_query(filter_string, max_results, order_by, page_token) -> dict[str, Any]:
+    query: dict[str, Any] = {"max_results": max_results}
+    if filter_string:
+        query["filter"] = filter_string
+    if order_by:
+        query["order_by"] = list(order_by)  # repeated query parameter
+    if page_token:
+        query["page_token"] = page_token
+    return query
 
 
 class RestModelStore:
@@ -46,14 +60,30 @@ class RestModelStore:
     def get_logged_model(self, model_id: str, allow_deleted: bool = False) -> LoggedModel:
         return LoggedModel.from_json(self._call("GET", f"/logged-models/{model_id}")["model"])
 
-    def search_logged_models(self, experiment_ids, filter_string=None, max_results=None):
+    def search_logged_models(self, experiment_ids, filter_string=None, max_results=None,
+                             order_by=None, page_token=None) -> PagedList[LoggedModel]:  # fmt: skip
         body: dict[str, Any] = {"experiment_ids": [str(e) for e in experiment_ids]}
         if filter_string:
             body["filter"] = filter_string
         if max_results:
             body["max_results"] = max_results
+        if order_by:
+            body["order_by"] = list(order_by)
+        if page_token:
+            body["page_token"] = page_token
         out = self._call("POST", "/logged-models/search", body)
-        return [LoggedModel.from_json(m) for m in out.get("models", [])]
+        models = [LoggedModel.from_json(m) for m in out.get("models", [])]
+        return PagedList(models, out.get("next_page_token") or None)
+
+    def log_model_metrics(self, run_id: str | None, metrics: Sequence[Metric]) -> None:
+        """Points linked to logged models go in one direct ``log-batch`` (not through the
+        buffered sink), carrying ``model_id``/``dataset_*`` as MLflow 3's client sends them."""
+        self.client.writer.flush()  # keep this run's earlier points ahead of these
+        from evtrack.jsonfloat import float_to_json
+
+        points = [{**m.to_dictionary(), "value": float_to_json(m.value)} for m in metrics]
+        body = {"run_id": run_id, "metrics": points}
+        self._call("POST", "/runs/log-batch", body)
 
     def finalize_logged_model(self, model_id: str, status: str) -> LoggedModel:
         status = {"READY": "LOGGED_MODEL_READY", "FAILED": "LOGGED_MODEL_UPLOAD_FAILED"}.get(
@@ -92,13 +122,12 @@ class RestModelStore:
         return RegisteredModel.from_json(out["registered_model"])
 
     def search_registered_models(
-        self, filter_string=None, max_results=None
-    ) -> list[RegisteredModel]:
-        query: dict[str, Any] = {"max_results": max_results or 1000}
-        if filter_string:
-            query["filter"] = filter_string
+        self, filter_string=None, max_results=None, order_by=None, page_token=None
+    ) -> PagedList[RegisteredModel]:
+        query = _search_query(filter_string, max_results or 1000, order_by, page_token)
         out = self._call("GET", "/registered-models/search", query)
-        return [RegisteredModel.from_json(m) for m in out.get("registered_models", [])]
+        models = [RegisteredModel.from_json(m) for m in out.get("registered_models", [])]
+        return PagedList(models, out.get("next_page_token") or None)
 
     def update_registered_model(self, name, description) -> RegisteredModel:
         out = self._call(
@@ -132,12 +161,13 @@ class RestModelStore:
         out = self._call("GET", "/model-versions/get", {"name": name, "version": str(version)})
         return ModelVersion.from_json(out["model_version"])
 
-    def search_model_versions(self, filter_string=None, max_results=None) -> list[ModelVersion]:
-        query: dict[str, Any] = {"max_results": max_results or 10_000}
-        if filter_string:
-            query["filter"] = filter_string
+    def search_model_versions(
+        self, filter_string=None, max_results=None, order_by=None, page_token=None
+    ) -> PagedList[ModelVersion]:
+        query = _search_query(filter_string, max_results or 10_000, order_by, page_token)
         out = self._call("GET", "/model-versions/search", query)
-        return [ModelVersion.from_json(v) for v in out.get("model_versions", [])]
+        versions = [ModelVersion.from_json(v) for v in out.get("model_versions", [])]
+        return PagedList(versions, out.get("next_page_token") or None)
 
     def update_model_version(self, name, version, description) -> ModelVersion:
         body = {"name": name, "version": str(version), "description": description or ""}
