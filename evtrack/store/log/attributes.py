@@ -53,7 +53,7 @@ def read_scope(
     if len(segments) > _MAX_SEGMENTS or any(s.ext != "jsonl" for _, s in segments):
         return None  # a long run: the views' path caches what it decodes, this one does not
     blobs = fetch(store, [p for p, _ in segments])
-    best: dict[tuple[str, str], tuple[tuple, str | None]] = {}
+    best: dict[tuple[str, str], tuple[tuple[int, int, str], str | None]] = {}
     try:
         for data in blobs.values():
             if isinstance(data, BaseException):

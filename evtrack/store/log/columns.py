@@ -15,7 +15,7 @@ from typing import Any
 __all__ = ["from_python", "metric_columns", "numeric", "strings"]
 
 
-def metric_columns(chunk: list) -> tuple:
+def metric_columns(chunk: list[Any]) -> tuple[Any, Any, Any, Any]:
     """Arrow columns from a flat ``[key, value, step, timestamp, ...]`` list.
 
     ``np.fromiter`` over each stride and a dictionary built in Python from the few

@@ -52,6 +52,7 @@ from evtrack.store.log.snapshot import (
 )
 
 if TYPE_CHECKING:  # pragma: no cover
+    import duckdb
     import pyarrow as pa
 
     from evtrack.store.log.layout import Store
@@ -133,9 +134,10 @@ _REDUCE_SQL = f"""
 """
 
 
-_DB: list = []
+_DB: list[duckdb.DuckDBPyConnection] = []
 _DB_LOCK = threading.Lock()
-_INHERITED: list = []  # a parent's connections, never used nor closed in a forked child
+# a parent's connections, never used nor closed in a forked child
+_INHERITED: list[duckdb.DuckDBPyConnection] = []
 
 
 def _after_fork() -> None:

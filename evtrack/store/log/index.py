@@ -75,7 +75,7 @@ class RunRows:
         self.infos = {r[0]: dict(zip(names, r)) for r in cur.fetchall()}
         self.params = self._pairs(con, "select run_id, key, value from params")
         self.tags = self._pairs(con, "select run_id, key, value from tags")
-        self.metrics: dict[str, list[tuple]] = {}
+        self.metrics: dict[str, list[tuple[str, float, int, int]]] = {}
         for rid, key, value, step, ts in con.execute(
             "select run_id, key, value, step, timestamp from latest_metrics"
         ).fetchall():

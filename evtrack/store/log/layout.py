@@ -319,12 +319,14 @@ class Store:
         if self.is_local:
             with open(path, "rb") as f:
                 return f.read()
-        return self.fs.cat_file(path)
+        data: bytes = self.fs.cat_file(path)  # fsspec is untyped: its results are Any
+        return data
 
     def exists(self, path: str) -> bool:
         if self.is_local:
             return os.path.exists(path)
-        return self.fs.exists(path)
+        found: bool = self.fs.exists(path)
+        return found
 
     def rm_file(self, path: str) -> None:
         """Delete one file; :class:`FileNotFoundError` if it is not there."""
@@ -388,9 +390,10 @@ class Store:
 
     def name_owner(self, name: str) -> str | None:
         try:
-            return json.loads(self.read_bytes(self._name_path(name)))["experiment_id"]
+            owner: str = json.loads(self.read_bytes(self._name_path(name)))["experiment_id"]
         except FileNotFoundError:
             return None
+        return owner
 
     def release_name(self, name: str) -> None:
         try:
@@ -411,6 +414,8 @@ class Store:
 
     def experiment_of_run(self, run_id: str) -> str | None:
         try:
-            return json.loads(self.read_bytes(self.path("runs", run_id + ".json")))["experiment_id"]
+            body = json.loads(self.read_bytes(self.path("runs", run_id + ".json")))
         except FileNotFoundError:
             return None
+        experiment_id: str = body["experiment_id"]
+        return experiment_id

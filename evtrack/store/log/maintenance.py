@@ -199,7 +199,7 @@ def _gc_experiment(store: Store, experiment_id: str, cutoff: int, report: GcRepo
     report.temp_files_deleted += _gc_temps(store, store.events_dir(experiment_id), cutoff)
 
 
-def _deleted_runs(store: Store, older_than_seconds: float | None, now: int) -> list[dict]:
+def _deleted_runs(store: Store, older_than_seconds: float | None, now: int) -> list[dict[str, Any]]:
     from evtrack.store.log.views import connect, load_events, rows
 
     con = connect(load_events(store, history=False))
@@ -216,7 +216,7 @@ def _deleted_runs(store: Store, older_than_seconds: float | None, now: int) -> l
 
 
 def _gc_runs(store: Store, older_than_seconds: float | None, now: int, report: GcReport) -> None:
-    by_experiment: dict[str, list[dict]] = {}
+    by_experiment: dict[str, list[dict[str, Any]]] = {}
     for r in _deleted_runs(store, older_than_seconds, now):
         by_experiment.setdefault(r["experiment_id"], []).append(r)
     for experiment_id, runs in by_experiment.items():
@@ -346,7 +346,9 @@ def doctor(store: Store, repair: bool = False) -> DoctorReport:
     return report
 
 
-def _doctor_experiment(store: Store, experiment_id: str, report: DoctorReport, repair: bool):
+def _doctor_experiment(
+    store: Store, experiment_id: str, report: DoctorReport, repair: bool
+) -> None:
     import pyarrow as pa
 
     exp_path = store.experiment_dir(experiment_id)

@@ -99,7 +99,7 @@ class Coverage:
         self._ranges = ranges or {}
 
     @classmethod
-    def from_json(cls, body: dict[str, dict[str, list]]) -> Coverage:
+    def from_json(cls, body: dict[str, dict[str, list[Any]]]) -> Coverage:
         ranges: dict[str, dict[str, tuple[list[int], list[int]]]] = {}
         for scope, writers in body.items():
             for writer, items in writers.items():
@@ -111,7 +111,7 @@ class Coverage:
                 ranges.setdefault(scope, {})[writer] = (los, his)
         return cls(ranges)
 
-    def to_json(self) -> dict[str, dict[str, list]]:
+    def to_json(self) -> dict[str, dict[str, list[int | list[int]]]]:
         return {
             scope: {
                 w: [lo if lo == hi else [lo, hi] for lo, hi in zip(*r, strict=True)]

@@ -82,14 +82,16 @@ class ModelStore:
 
     # -- plumbing ------------------------------------------------------------------
 
-    def _add(self, scope: str, kind: str, facts: list[tuple[tuple, Any]]) -> None:
+    def _add(self, scope: str, kind: str, facts: list[tuple[tuple[Any, ...], Any]]) -> None:
         t = now_ms()
         for parts, value in facts:
             text = None if value is None else str(value)
             self.client.writer.add(scope, None, kind, _key(*parts), text, time_ms=t)
         self.client.writer.flush()
 
-    def _query(self, scopes: list[str], sql: str, params: list | None = None) -> list[dict]:
+    def _query(
+        self, scopes: list[str], sql: str, params: list[Any] | None = None
+    ) -> list[dict[str, Any]]:
         from evtrack.store.log.views import connect, load_events, rows
 
         self.client.writer.flush()
@@ -112,7 +114,8 @@ class ModelStore:
             data = self.store.read_bytes(self.store.path("models", model_id + ".json"))
         except FileNotFoundError:
             raise ResourceDoesNotExist(f"Logged model with ID '{model_id}' not found.") from None
-        return json.loads(data)["experiment_id"]
+        experiment_id: str = json.loads(data)["experiment_id"]
+        return experiment_id
 
     def create_logged_model(
         self,
@@ -141,7 +144,7 @@ class ModelStore:
             create_only=True,
         )
         t = now_ms()
-        facts: list[tuple[tuple, Any]] = [
+        facts: list[tuple[tuple[Any, ...], Any]] = [
             ((model_id, "name"), name),
             ((model_id, "status"), "PENDING"),
             ((model_id, "creation_timestamp"), t),
@@ -161,7 +164,7 @@ class ModelStore:
             raise ResourceDoesNotExist(f"Logged model with ID '{model_id}' not found.")
         return found[0]
 
-    def _logged_models(self, scopes: list[str], where: str, params: list) -> list[LoggedModel]:
+    def _logged_models(self, scopes: list[str], where: str, params: list[Any]) -> list[LoggedModel]:
         sql = f"""
             select m.*,
               (select list({{'k': key, 'v': value}}) from logged_model_tags t
@@ -284,7 +287,7 @@ class ModelStore:
         if run_id:
             self.client.log_batch(run_id, metrics=list(metrics), synchronous=True)
         for mid, points in by_model.items():
-            facts: list[tuple[tuple, Any]] = []
+            facts: list[tuple[tuple[Any, ...], Any]] = []
             for m in points:
                 value = check_metric_value(m.value, check_metric_key(m.key))
                 step = check_step(m.step or 0)
@@ -308,7 +311,7 @@ class ModelStore:
     def _model_id(self, name: str) -> str:
         _check_name(name)
         try:
-            rm_id = json.loads(self.store.read_bytes(self._name_path(name)))["id"]
+            rm_id: str = json.loads(self.store.read_bytes(self._name_path(name)))["id"]
         except FileNotFoundError:
             raise ResourceDoesNotExist(f"Registered Model with name={name} not found") from None
         return rm_id
@@ -328,7 +331,7 @@ class ModelStore:
             )
         except FileExistsError:
             raise ResourceAlreadyExists(f"Registered Model (name={name}) already exists.") from None
-        facts: list[tuple[tuple, Any]] = [
+        facts: list[tuple[tuple[Any, ...], Any]] = [
             ((rm_id, "name"), name),
             ((rm_id, "creation_timestamp"), now_ms()),
         ]
@@ -338,7 +341,7 @@ class ModelStore:
         self._add(REGISTRY_SCOPE, "registered_model", facts)
         return self.get_registered_model(name)
 
-    def _registered(self, where: str, params: list) -> list[RegisteredModel]:
+    def _registered(self, where: str, params: list[Any]) -> list[RegisteredModel]:
         sql = f"""
             select r.*,
               (select list({{'k': key, 'v': value}}) from registered_model_tags t where t.name = r.name) as tags,
@@ -454,7 +457,7 @@ class ModelStore:
                 break
             except FileExistsError:
                 version += 1
-        facts: list[tuple[tuple, Any]] = [
+        facts: list[tuple[tuple[Any, ...], Any]] = [
             ((rm_id, version, "source"), source),
             ((rm_id, version, "status"), "READY"),
             ((rm_id, version, "creation_timestamp"), now_ms()),
@@ -467,7 +470,7 @@ class ModelStore:
         self._add(REGISTRY_SCOPE, "model_version", [f for f in facts if f[1] is not None])
         return self.get_model_version(name, version)
 
-    def _versions(self, where: str, params: list) -> list[ModelVersion]:
+    def _versions(self, where: str, params: list[Any]) -> list[ModelVersion]:
         sql = f"""
             select v.*,
               (select list({{'k': key, 'v': value}}) from model_version_tags t
@@ -536,7 +539,7 @@ class ModelStore:
     def delete_model_version(self, name: str, version: str | int) -> None:
         mv = self.get_model_version(name, version)
         rm_id = self._model_id(name)
-        facts: list[tuple[tuple, Any]] = [((rm_id, mv.version, "deleted"), now_ms())]
+        facts: list[tuple[tuple[Any, ...], Any]] = [((rm_id, mv.version, "deleted"), now_ms())]
         facts += [((rm_id, "alias", a), None) for a in mv.aliases]  # as MLflow: aliases go too
         self._add(REGISTRY_SCOPE, "model_version", facts[:1])
         if len(facts) > 1:
@@ -637,7 +640,7 @@ def _filter_sql(
     columns: dict[str, str],
     name_col: str = "name",
     tags_view: str | None = None,
-) -> tuple[str, list]:
+) -> tuple[str, list[Any]]:
     """MLflow's registry filters (``name = 'x'``, ``name LIKE 'a%'``, ``run_id IN (…)``,
     ``tags.k = 'v'``, joined with AND) as parameterised SQL."""
     if not filter_string or not filter_string.strip():

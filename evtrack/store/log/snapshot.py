@@ -36,6 +36,7 @@ from evtrack.store.log.segments import SegmentName, decode, decode_jsonl_many, p
 
 if TYPE_CHECKING:  # pragma: no cover
     import pyarrow as pa
+    import pyarrow.parquet as pq
 
     from evtrack.store.log.layout import Store
 
@@ -180,7 +181,7 @@ def decode_compacted(data: bytes, where: str, run_id: str | None = None) -> pa.T
         raise DamagedCompactedFile(f"cannot read {where}: {exc}") from exc
 
 
-def _row_groups(pf, run_id: str | None) -> list[int] | None:
+def _row_groups(pf: pq.ParquetFile, run_id: str | None) -> list[int] | None:
     """Row groups whose run_id statistics may hold ``run_id`` (files are sorted by run)."""
     if run_id is None:
         return None

@@ -236,7 +236,7 @@ class LogStore(RunWrites):
         return experiment_id
 
     def _select_experiments(
-        self, where: str = "true", params: list | None = None, only: str | None = None
+        self, where: str = "true", params: list[Any] | None = None, only: str | None = None
     ) -> list[Experiment]:
         """Experiments matching ``where`` (``only``: just that experiment is read).
 
@@ -303,7 +303,7 @@ class LogStore(RunWrites):
         filter_string: str | None = None,
         order_by: list[str] | None = None,
         page_token: str | None = None,
-    ) -> PagedList:
+    ) -> PagedList[Experiment]:
         from evtrack.search import build_search_experiments
 
         query = build_search_experiments(
@@ -549,7 +549,7 @@ class LogStore(RunWrites):
         max_results: int = 1000,
         order_by: list[str] | None = None,
         page_token: str | None = None,
-    ) -> PagedList:
+    ) -> PagedList[Run]:
         from evtrack.search import build_search_runs
 
         experiment_ids = [str(e) for e in experiment_ids]
@@ -614,7 +614,9 @@ class LogStore(RunWrites):
 
         return private_connection(self._events(history=True))
 
-    def sql(self, query: str, params: list | dict | None = None) -> duckdb.DuckDBPyRelation:
+    def sql(
+        self, query: str, params: list[Any] | dict[str, Any] | None = None
+    ) -> duckdb.DuckDBPyRelation:
         """Run DuckDB SQL over the documented views; returns a DuckDB relation.
 
         The query runs in a database of its own (see :meth:`private_connection`), kept

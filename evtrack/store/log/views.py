@@ -177,7 +177,8 @@ def load_events(
 _BASE: duckdb.DuckDBPyConnection | None = None
 _BASE_PID = 0
 _BASE_LOCK = threading.Lock()
-_INHERITED: list = []  # connections made by a parent process, see connect()
+# connections made by a parent process, see connect()
+_INHERITED: list[duckdb.DuckDBPyConnection] = []
 
 
 def connect(events: pa.Table) -> duckdb.DuckDBPyConnection:
@@ -243,7 +244,9 @@ def column_equals(column: pa.ChunkedArray, value: str) -> pa.ChunkedArray:
     return pa.chunked_array(out, pa.bool_())
 
 
-def rows(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> list[dict]:
+def rows(
+    con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None
+) -> list[dict[str, Any]]:
     cur = con.execute(sql, params or [])
     names = [d[0] for d in cur.description]
     return [dict(zip(names, r)) for r in cur.fetchall()]

@@ -39,6 +39,9 @@ from typing import TYPE_CHECKING
 from evtrack.store.log.segments import parse_name
 
 if TYPE_CHECKING:  # pragma: no cover
+    from watchdog.events import DirCreatedEvent, DirMovedEvent, FileCreatedEvent, FileMovedEvent
+    from watchdog.observers.api import BaseObserver
+
     from evtrack.store.log.layout import Store
 
 __all__ = ["Change", "StoreWatcher", "Subscription"]
@@ -131,7 +134,7 @@ class StoreWatcher:
         self._use_watchdog = store.is_local if use_watchdog is None else use_watchdog
         self._subs: list[Subscription] = []
         self._lock = threading.Lock()
-        self._observer = None
+        self._observer: BaseObserver | None = None
         self._lister: threading.Thread | None = None
         self._stop = threading.Event()
         self._seen: dict[str, frozenset[str]] = {}  # listing mode: names per experiment
@@ -211,7 +214,7 @@ class StoreWatcher:
 
     # -- watchdog (local folders) ------------------------------------------------------
 
-    def _start_watchdog(self):
+    def _start_watchdog(self) -> BaseObserver:
         from watchdog.events import FileSystemEventHandler
         from watchdog.observers import Observer
 
@@ -223,11 +226,11 @@ class StoreWatcher:
         class Handler(FileSystemEventHandler):
             # A segment appears by link() (created) or rename() (moved); nothing else
             # makes one visible, and its temporary file never parses as a segment.
-            def on_created(self, event) -> None:  # noqa: ANN001 - watchdog's event
+            def on_created(self, event: DirCreatedEvent | FileCreatedEvent) -> None:
                 if not event.is_directory:
                     watcher._seen_path(event.src_path)
 
-            def on_moved(self, event) -> None:  # noqa: ANN001
+            def on_moved(self, event: DirMovedEvent | FileMovedEvent) -> None:
                 if not event.is_directory:
                     watcher._seen_path(event.dest_path)
 

@@ -56,9 +56,19 @@ from evtrack.clock import now_ms
 from evtrack.errors import SegmentRefused
 
 if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Iterable, Sequence
+    from typing import TypeAlias
+
     import pyarrow as pa
 
     from evtrack.store.log.layout import Store
+
+    # A buffered non-metric event: (time, kind, key, value, text).
+    _Event: TypeAlias = tuple[int, str, str, Any, Any]
+    # Keyed by (experiment_id, run_id or "_"): what _take_buffers hands to a flush.
+    _EventBuffers: TypeAlias = dict[tuple[str, str], list[_Event]]
+    _ArrayBuffers: TypeAlias = dict[tuple[str, str], list[pa.Table]]
+    _MetricChunks: TypeAlias = dict[tuple[str, str], list[Any]]
 
 __all__ = ["Writer", "close_writer", "flush_all", "get_writer"]
 
@@ -111,12 +121,12 @@ class Writer:
         # (experiment_id, run_id) -> flat list key, value, step, timestamp, key, value...
         # The hot path extends it by one 4-tuple at a time: a single atomic C call, and
         # no tuple kept alive, so the garbage collector has nothing to scan.
-        self._metrics: dict[tuple[str, str], list] = {}
+        self._metrics: dict[tuple[str, str], list[Any]] = {}
         # How many holders (active runs) keep a reference to each metric list: a list
         # someone holds is never dropped, so their points cannot land in a lost list.
         self._holders: dict[tuple[str, str], int] = {}
         # (experiment_id, run_id or "_") -> list of (time, kind, key, value, text)
-        self._events: dict[tuple[str, str], list[tuple[int, str, str, Any, Any]]] = {}
+        self._events: _EventBuffers = {}
         # (experiment_id, run_id) -> list of Arrow tables of metric arrays
         self._arrays: dict[tuple[str, str], list[pa.Table]] = {}
         # segments built but not yet written (a failed flush)
@@ -143,7 +153,7 @@ class Writer:
 
     # -- the hot path --------------------------------------------------------------
 
-    def metric_buffer(self, experiment_id: str, run_id: str) -> list:
+    def metric_buffer(self, experiment_id: str, run_id: str) -> list[Any]:
         """The flat list that metric points are added to, four items per point; held.
 
         Callers keep this list and call ``buf.extend((key, value, step, timestamp))``
@@ -172,7 +182,9 @@ class Writer:
             self._holders.pop(key, None)
         self.release(experiment_id, run_id)
 
-    def add_points(self, experiment_id: str, run_id: str, flat: list | tuple) -> None:
+    def add_points(
+        self, experiment_id: str, run_id: str, flat: list[Any] | tuple[Any, ...]
+    ) -> None:
         """Buffer metric points given flat (``key, value, step, timestamp, key, ...``)."""
         key = (experiment_id, run_id)
         with self._buffer_lock:
@@ -269,11 +281,11 @@ class Writer:
     def has_pending(self) -> bool:
         return bool(self._pending or self._events or self._arrays or any(self._metrics.values()))
 
-    def _take_buffers(self) -> tuple[dict, dict, dict]:
+    def _take_buffers(self) -> tuple[_EventBuffers, _ArrayBuffers, _MetricChunks]:
         with self._buffer_lock:
             events, self._events = self._events, {}
             arrays, self._arrays = self._arrays, {}
-            metric_chunks = {}
+            metric_chunks: _MetricChunks = {}
             for scope, buf in self._metrics.items():
                 n = len(buf) // 4 * 4
                 if n:
@@ -281,7 +293,9 @@ class Writer:
                     del buf[:n]
         return events, arrays, metric_chunks
 
-    def _put_back(self, events: dict, arrays: dict, metric_chunks: dict) -> None:
+    def _put_back(
+        self, events: _EventBuffers, arrays: _ArrayBuffers, metric_chunks: _MetricChunks
+    ) -> None:
         """Return taken buffers in front of whatever was logged meanwhile."""
         with self._buffer_lock:
             for scope, evs in events.items():
@@ -315,7 +329,13 @@ class Writer:
             raise
         self._pending.extend(built)
 
-    def _encode_scope(self, scope, evs, chunk, arrays) -> list[_Segment]:
+    def _encode_scope(
+        self,
+        scope: tuple[str, str],
+        evs: Sequence[_Event],
+        chunk: list[Any] | None,
+        arrays: list[pa.Table] | None,
+    ) -> list[_Segment]:
         experiment_id, run_id = scope
         n = len(evs) + (len(chunk) // 4 if chunk else 0)
         if not arrays and n <= self._jsonl_max:
@@ -328,7 +348,15 @@ class Writer:
             experiment_id, run_id, "parquet", encode(table, "parquet"), table.num_rows, table
         )
 
-    def _segments_for(self, experiment_id, run_id, ext, data, events, table=None):
+    def _segments_for(
+        self,
+        experiment_id: str,
+        run_id: str,
+        ext: str,
+        data: bytes,
+        events: int,
+        table: pa.Table | None = None,
+    ) -> list[_Segment]:
         """Name ``data`` as one segment, or as several if it exceeds the store's limit."""
         limit = self.max_segment_bytes
         if limit is not None and len(data) > limit and events > 1:
@@ -340,7 +368,16 @@ class Writer:
         path = f"{self.store.events_dir(experiment_id)}/{name}"
         return [_Segment(path, data, experiment_id, run_id, ext, events)]
 
-    def _split(self, experiment_id, run_id, ext, data, events, limit, table=None):
+    def _split(
+        self,
+        experiment_id: str,
+        run_id: str,
+        ext: str,
+        data: bytes,
+        events: int,
+        limit: int,
+        table: pa.Table | None = None,
+    ) -> list[_Segment]:
         """Pieces of a segment, each under ``limit`` bytes where one event allows."""
         from evtrack.store.log.segments import decode, encode
 
@@ -373,14 +410,16 @@ class Writer:
             )
         return out
 
-    def _jsonl(self, scope, evs, chunk) -> bytes:
+    def _jsonl(
+        self, scope: tuple[str, str], evs: Sequence[_Event], chunk: list[Any] | None
+    ) -> bytes:
         """A JSONL segment straight from the buffered tuples (no pyarrow)."""
         from evtrack.store.log.segments import encode_jsonl_rows
 
         experiment_id, run = scope
         run_id = None if run == "_" else run
         seq = self._seq
-        rows = []
+        rows: list[dict[str, Any]] = []
         for t, kind, key, value, text in evs:
             row: dict[str, Any] = {"writer": self.id, "seq": seq, "time": t, "kind": kind}
             row["experiment_id"] = experiment_id
@@ -414,14 +453,20 @@ class Writer:
         self._seq = seq
         return encode_jsonl_rows(rows)
 
-    def _arrow(self, scope, evs, chunk, arrays) -> pa.Table:
+    def _arrow(
+        self,
+        scope: tuple[str, str],
+        evs: Sequence[_Event],
+        chunk: list[Any] | None,
+        arrays: Iterable[pa.Table],
+    ) -> pa.Table:
         import pyarrow as pa
 
         from evtrack.store.log.columns import metric_columns
         from evtrack.store.log.events import event_schema
 
         schema = event_schema()
-        parts = []
+        parts: list[pa.Table] = []
         if evs:
             times, kinds, keys, values, texts = zip(*evs)
             parts.append(self._table(schema, scope, kinds, keys, values, None, None, texts, times))
@@ -446,7 +491,18 @@ class Writer:
             )
         return parts[0] if len(parts) == 1 else pa.concat_tables(parts)
 
-    def _table(self, schema, scope, kinds, keys, values, steps, stamps, texts, times):
+    def _table(
+        self,
+        schema: pa.Schema,
+        scope: tuple[str, str],
+        kinds: str | Sequence[str],
+        keys: Any,
+        values: Any,
+        steps: Any,
+        stamps: Any,
+        texts: Any,
+        times: Any,
+    ) -> pa.Table:
         import numpy as np
         import pyarrow as pa
 
@@ -459,14 +515,14 @@ class Writer:
 
         dictionary = pa.dictionary(pa.int32(), pa.string())
 
-        def col(data, typ):
+        def col(data: Any, typ: pa.DataType) -> Any:
             if data is None:
                 return pa.nulls(n, typ)
             if isinstance(data, (pa.Array, pa.ChunkedArray)):
                 return data.cast(typ) if data.type != typ else data
             return from_python(data, typ)
 
-        def const(value):
+        def const(value: str | None) -> Any:
             # A dictionary column holding one value n times: no per-row string.
             if value is None:
                 return pa.nulls(n, dictionary)
