@@ -80,3 +80,15 @@ def captured_segment(
     w.flush()
     path, data = cap.got[0]
     return path.split("/", 1)[1], data
+
+
+def make_project(folder: Path, mlproject: str | None, **files: str) -> Path:
+    """A project folder: an ``MLproject`` (dedented) and files (``train__py`` -> ``train.py``)."""
+    import textwrap
+
+    folder.mkdir(parents=True, exist_ok=True)
+    if mlproject is not None:
+        (folder / "MLproject").write_text(textwrap.dedent(mlproject))
+    for name, text in files.items():
+        (folder / name.replace("__", ".")).write_text(textwrap.dedent(text))
+    return folder

@@ -10,11 +10,11 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
 import pytest
+from helpers import make_project as project
 from helpers import subprocess_env
 
 import evtrack
@@ -35,15 +35,6 @@ def projects_cache(tmp_path_factory, monkeypatch):
     cache = tmp_path_factory.getbasetemp() / "projects-cache"
     monkeypatch.setenv("EVTRACK_PROJECTS_CACHE_DIR", str(cache))
     return cache
-
-
-def project(folder: Path, mlproject: str | None, **files: str) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    if mlproject is not None:
-        (folder / "MLproject").write_text(textwrap.dedent(mlproject))
-    for name, text in files.items():
-        (folder / name.replace("__", ".")).write_text(textwrap.dedent(text))
-    return folder
 
 
 def tiny_python_env(folder: Path, python: str = "3.12", deps: str = "[six]") -> Path:

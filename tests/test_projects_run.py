@@ -10,14 +10,13 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import threading
 import time
 import uuid
 from pathlib import Path
 
 import pytest
-from helpers import ROOT, subprocess_env
+from helpers import ROOT, make_project, subprocess_env
 from mlflow_venv import mlflow_python_fixture  # noqa: F401 - the fixture
 
 import evtrack
@@ -38,15 +37,6 @@ def projects_cache(tmp_path_factory, monkeypatch):
     cache = tmp_path_factory.getbasetemp() / "projects-cache"
     monkeypatch.setenv("EVTRACK_PROJECTS_CACHE_DIR", str(cache))
     return cache
-
-
-def make_project(folder: Path, mlproject: str | None, **files: str) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    if mlproject is not None:
-        (folder / "MLproject").write_text(textwrap.dedent(mlproject))
-    for name, text in files.items():
-        (folder / name.replace("__", ".")).write_text(textwrap.dedent(text))
-    return folder
 
 
 def simple_project(tmp_path: Path) -> Path:
