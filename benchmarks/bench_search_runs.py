@@ -62,12 +62,12 @@ print(json.dumps({"cold": times[0], "warm": times[1:], "matches": len(runs),
 """
 
 
-def _api_runs(client, experiment_id: str, n: int) -> list[float]:
-    """Create runs 0..n-1 through the API; the time of each."""
+def _api_runs(client, experiment_id: str, n: int, start: int = 0) -> list[float]:
+    """Create runs start..start+n-1 through the API; the time of each."""
     from evtrack.entities import Metric, Param, RunTag
 
     times = []
-    for i in range(n):
+    for i in range(start, start + n):
         spec = run_spec(i)
         t0 = time.perf_counter()
         run_id = client.create_run(experiment_id).info.run_id

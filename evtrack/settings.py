@@ -107,6 +107,13 @@ SETTINGS: tuple[Setting, ...] = (
         int,
     ),
     Setting(
+        "auto_compact_batch",
+        100,
+        "EVTRACK_AUTO_COMPACT_BATCH",
+        "Runs ended by this process in one experiment that are compacted together in the background (a sweep's small runs); 0 turns it off.",
+        int,
+    ),
+    Setting(
         "gc_grace_seconds",
         3600.0,
         "EVTRACK_GC_GRACE_SECONDS",

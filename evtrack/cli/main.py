@@ -572,7 +572,12 @@ def compact_command(
 
 
 def _echo_compaction(r: Any) -> None:
-    what = f"run {r.run_id}" if r.run_id else f"experiment {r.experiment_id}"
+    if r.run_id:
+        what = f"run {r.run_id}"
+    elif r.batch:
+        what = f"{r.runs} runs of experiment {r.experiment_id}"
+    else:
+        what = f"experiment {r.experiment_id}"
     if r.gave_up:
         state = "gave up (lost every race; nothing changed)"
     else:

@@ -32,6 +32,7 @@ import secrets
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -65,6 +66,7 @@ __all__ = [
     "compact_all",
     "compact_experiment",
     "compact_run",
+    "compact_runs",
     "covered_segments",
     "reduce_events",
     "sort_events",
@@ -91,8 +93,10 @@ class CompactionResult:
     """What one compaction did."""
 
     experiment_id: str
-    run_id: str | None
+    run_id: str | None  # the run compacted; None for an experiment or a batch of runs
     version: int  # manifest version in force afterwards (0: none)
+    batch: bool = False  # a batch of runs (compact_runs)
+    runs: int = 0  # runs of the run or batch that had segments covered by this compaction
     segments: int = 0  # segments newly covered
     events: int = 0  # events in those segments
     files_written: list[str] = field(default_factory=list)
@@ -297,23 +301,27 @@ def _tier_merge(files: list[CompactedFile], family: str) -> list[CompactedFile]:
 def _compact(
     store: Store,
     experiment_id: str,
-    run_id: str | None,
+    runs: frozenset[str] | None,
     *,
     merge_all: bool,
     attempts: int,
 ) -> CompactionResult:
-    """Cover the uncovered segments of a run (or of the whole experiment) with new files."""
+    """Cover the uncovered segments of some runs (or of the whole experiment) with new files."""
     started = time.perf_counter()
-    result = CompactionResult(experiment_id, run_id, 0)
+    run_id = next(iter(runs)) if runs is not None and len(runs) == 1 else None
+    result = CompactionResult(experiment_id, run_id, 0, batch=runs is not None and run_id is None)
     for _attempt in range(attempts):
+        # One run: a listing of its own segments (a prefix); several: one of them all.
         snap = take_snapshot(store, experiment_id, run_id)
+        if runs is not None and run_id is None:
+            snap.segments = [(p, s) for p, s in snap.segments if s.scope in runs]
         base = snap.manifest
         result.version = base.version
         try:
             new_tables, segs = read_segment_tables(store, snap.segments)
         except FileNotFoundError:
             continue  # a segment vanished: only gc deletes, and only covered ones; relist
-        full_in, reduced_in = _inputs(base, run_id, merge_all)
+        full_in, reduced_in = _inputs(base, runs, merge_all)
         if not segs and (not merge_all or (len(full_in) <= 1 and len(reduced_in) <= 1)):
             break  # nothing new to cover and nothing to merge
         written: list[CompactedFile] = []
@@ -338,7 +346,9 @@ def _compact(
                 remove=[f.name for f in [*full_in, *reduced_in]],
                 add=written,
                 cover=[s for _, s in segs],
-                operation="compact_experiment" if merge_all else "compact_run",
+                operation="compact_experiment"
+                if merge_all
+                else ("compact_run" if run_id is not None else "compact_runs"),
             )
         except FileNotFoundError:
             _remove_quietly(store, experiment_id, written)
@@ -348,6 +358,7 @@ def _compact(
             continue
         result.version = manifest.version
         result.segments = len(segs)
+        result.runs = len({s.scope for _, s in segs}) if runs is not None else 0
         result.events = new_events.num_rows
         result.files_written = [f.name for f in written]
         result.files_replaced = [f.name for f in [*full_in, *reduced_in]]
@@ -361,10 +372,10 @@ def _compact(
 
 
 def _inputs(
-    base: Manifest, run_id: str | None, merge_all: bool
+    base: Manifest, runs: frozenset[str] | None, merge_all: bool
 ) -> tuple[list[CompactedFile], list[CompactedFile]]:
     """Existing files that this compaction folds into its new ones."""
-    if merge_all:
+    if merge_all or runs is None:
         full, budget = [], MERGE_BUDGET_ROWS
         for f in sorted(base.full, key=lambda f: f.rows):
             if f.rows < BIG_FILE_ROWS and f.rows <= budget:
@@ -373,7 +384,7 @@ def _inputs(
         return full, base.reduced
     # One run: fold in the run's own small full file(s), so a run compacted several times
     # (compactor loops, resumed runs) keeps one file.
-    own = [f for f in base.full if f.runs == (run_id,) and f.rows < BIG_FILE_ROWS]
+    own = [f for f in base.full if f.runs and set(f.runs) <= runs and f.rows < BIG_FILE_ROWS]
     return own, []
 
 
@@ -410,7 +421,24 @@ def compact_run(
     Cheap for a run with few events (one small file of each family and a manifest).
     Safe to run concurrently with writers, readers and other compactions.
     """
-    return _compact(store, experiment_id, run_id, merge_all=False, attempts=attempts)
+    return _compact(store, experiment_id, frozenset((run_id,)), merge_all=False, attempts=attempts)
+
+
+def compact_runs(
+    store: Store, experiment_id: str, run_ids: Iterable[str], *, attempts: int = 5
+) -> CompactionResult:
+    """Cover the uncovered segments of several runs of an experiment with one pair of files.
+
+    What a sweep's ended runs want: one listing, one full and one reduced file and one
+    manifest commit for the batch, where :func:`compact_run` per run would cost a
+    listing, two files and a commit each, and readers would open a file per run until
+    tier merges caught up. Segments of other runs (still running, or not asked for) are
+    left uncovered. Safe to run concurrently with writers, readers and other compactions.
+    """
+    runs = frozenset(run_ids)
+    if not runs:
+        return CompactionResult(experiment_id, None, 0, batch=True)
+    return _compact(store, experiment_id, runs, merge_all=False, attempts=attempts)
 
 
 def compact_experiment(store: Store, experiment_id: str, *, attempts: int = 5) -> CompactionResult:

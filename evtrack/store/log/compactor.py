@@ -33,7 +33,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from evtrack.store.log.compaction import CompactionResult, compact_experiment, compact_run
+from evtrack.store.log.compaction import (
+    CompactionResult,
+    compact_experiment,
+    compact_run,
+    compact_runs,
+)
 from evtrack.store.log.snapshot import read_segment_tables, take_snapshot
 from evtrack.store.log.watch import StoreWatcher
 
@@ -53,7 +58,7 @@ DEFAULT_THRESHOLD = 256
 class WatchReport:
     """What a compactor did while it ran."""
 
-    runs: int = 0  # run compactions that covered something
+    runs: int = 0  # runs compacted as they ended (alone or in a batch)
     experiments: int = 0  # experiment compactions that covered or merged something
     gave_up: int = 0  # compactions that lost every race (another compactor won)
     errors: list[str] = field(default_factory=list)
@@ -138,10 +143,16 @@ class Compactor:
             for path, seg in snap.segments:
                 if seg.scope != "_" and (run_ids is None or seg.scope in run_ids):
                     by_run[seg.scope].append((path, seg))
-            for run_id, segments in sorted(by_run.items()):
-                if run_id in self._ended or _ends(self.store, segments):
-                    self._ended.add(run_id)
-                    self._record(compact_run(self.store, experiment_id, run_id))
+            ended = [
+                run_id
+                for run_id, segments in sorted(by_run.items())
+                if run_id in self._ended or _ends(self.store, segments)
+            ]
+            self._ended.update(ended)
+            if len(ended) == 1:
+                self._record(compact_run(self.store, experiment_id, ended[0]))
+            elif ended:  # a burst of runs ending (a sweep): one compaction for all
+                self._record(compact_runs(self.store, experiment_id, ended))
         except Exception as exc:  # noqa: BLE001 - keep watching; the next change retries
             message = f"experiment {experiment_id}: {type(exc).__name__}: {exc}"
             _log.warning("evtrack compact --watch: %s", message)
@@ -151,10 +162,10 @@ class Compactor:
         if result.gave_up:
             self.report.gave_up += 1
         elif result.segments or result.files_replaced:
-            if result.run_id is None:
+            if result.run_id is None and not result.batch:
                 self.report.experiments += 1
             else:
-                self.report.runs += 1
+                self.report.runs += result.runs
         else:
             return  # another compactor covered it first: nothing to tell
         if self.on_result is not None:

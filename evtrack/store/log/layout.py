@@ -133,6 +133,39 @@ class _TableCache:
                 self._rows -= old.num_rows
 
 
+class _RecentWrites:
+    """Bytes of small segments this process wrote to an object store, by path.
+
+    A segment never changes once written, so a read of one of them (a batch compaction
+    of the runs this process just ended, a search right after a sweep) is answered from
+    here instead of a GET. Bounded: the oldest are dropped past ``max_bytes``.
+    """
+
+    MAX_SEGMENT = 256 * 1024  # larger segments are not kept (metric streams, models)
+
+    def __init__(self, max_bytes: int = 32 * 1024 * 1024) -> None:
+        self._items: OrderedDict[str, bytes] = OrderedDict()
+        self._bytes = 0
+        self._max_bytes = max_bytes
+        self._lock = threading.Lock()
+
+    def remember(self, path: str, data: bytes) -> None:
+        if len(data) > self.MAX_SEGMENT:
+            return
+        with self._lock:
+            if path in self._items:
+                return
+            self._items[path] = data
+            self._bytes += len(data)
+            while self._bytes > self._max_bytes:
+                _, old = self._items.popitem(last=False)
+                self._bytes -= len(old)
+
+    def get(self, path: str) -> bytes | None:
+        with self._lock:
+            return self._items.get(path)
+
+
 class Store:
     """One store: its filesystem, its layout, atomic writes and cached reads."""
 
@@ -166,6 +199,9 @@ class Store:
         if not (self.is_local or self._process_local or ATOMIC_CREATE & set(protocols)):
             self._refuse_non_atomic(protocols)
         self.cache = _TableCache()
+        # Object stores only: a local (or memory://) read is cheaper than keeping a copy.
+        remote = not (self.is_local or self._process_local)
+        self.recent: _RecentWrites | None = _RecentWrites() if remote else None
         self._initialized = False
         self._key: tuple[str, str] | None = None  # set by get_store
 
@@ -203,8 +239,10 @@ class Store:
         for a script (exit flushes everything), but a process that opens many stores
         should close them, or their threads and caches live as long as it does.
         """
+        from evtrack.store.log.autocompact import close_ended_runs
         from evtrack.store.log.writer import close_writer
 
+        close_ended_runs(self)
         close_writer(self)
         with _STORES_LOCK:
             if self._key is not None and _STORES.get(self._key) is self:

@@ -70,6 +70,10 @@ class RunWrites(ABC):
     def _logged_params(self, run_id: str) -> dict[str, str]:
         """The params already stored for a run (read once per run and process)."""
 
+    def _run_ended(self, experiment_id: str, run_id: str) -> None:
+        """Called once a run's end is durable (a store that compacts ended runs notes it)."""
+        return None
+
     def _commit(self, run_id: str | None = None) -> None:
         """Make buffered events durable (a server worker shares this among requests).
 
@@ -310,6 +314,7 @@ class RunWrites(ABC):
             # A finished run's buffer would otherwise be visited by every later flush.
             self.writer.release(experiment_id, run_id)
             self._params.pop(run_id, None)
+        self._run_ended(experiment_id, run_id)
 
     def _set_run_stage(self, run_id: str, stage: str) -> None:
         run = self.get_run(run_id)

@@ -148,19 +148,32 @@ def fetch(store: Store, paths: list[str]) -> dict[str, bytes | BaseException]:
     """File contents by path; errors are returned, not raised (one batch on object stores)."""
     if not paths:
         return {}
-    if store.is_local or len(paths) == 1:
+    if store.is_local:
         # Local files are read with open(): fsspec's per-call path handling cost more
         # than the read itself for the thousands of small segments of a first search.
-        read = _read_local if store.is_local else store.read_bytes
         out: dict[str, bytes | BaseException] = {}
         for p in paths:
             try:
-                out[p] = read(p)
+                out[p] = _read_local(p)
             except Exception as exc:  # noqa: BLE001 - returned to the caller
                 out[p] = exc
         return out
-    got = store.fs.cat(paths, on_error="return")
-    return {p: got.get(p, FileNotFoundError(p)) for p in paths}
+    known: dict[str, bytes | BaseException] = {}
+    if store.recent is not None:
+        for p in paths:
+            data = store.recent.get(p)
+            if data is not None:
+                known[p] = data
+        paths = [p for p in paths if p not in known]
+    if len(paths) == 1:
+        try:
+            known[paths[0]] = store.read_bytes(paths[0])
+        except Exception as exc:  # noqa: BLE001 - returned to the caller
+            known[paths[0]] = exc
+    elif paths:
+        got = store.fs.cat(paths, on_error="return")
+        known.update((p, got.get(p, FileNotFoundError(p))) for p in paths)
+    return known
 
 
 def _read_local(path: str) -> bytes:

@@ -45,6 +45,7 @@ from evtrack.store.base import (
     dataset_input,
     history_metrics,
 )
+from evtrack.store.log.autocompact import ended_runs
 from evtrack.store.log.index import RunIndex
 from evtrack.store.log.layout import Store, get_store
 from evtrack.store.log.run_writes import RunWrites
@@ -597,6 +598,9 @@ class LogStore(RunWrites):
         return True
 
     # -- evtrack extras ------------------------------------------------------------------
+
+    def _run_ended(self, experiment_id: str, run_id: str) -> None:
+        ended_runs(self.layout).note(experiment_id, run_id)
 
     def compact_run(self, experiment_id: str, run_id: str) -> None:
         from evtrack.store.log.compaction import compact_run

@@ -566,6 +566,9 @@ class Writer:
                 continue
             self._pending.pop(0)
             self._written[seg.scope] = self._written.get(seg.scope, 0) + seg.events
+            recent = getattr(self.store, "recent", None)  # an HTTP sink keeps none
+            if recent is not None:
+                recent.remember(seg.path, seg.data)
 
     def _split_refused(self, seg: _Segment, exc: BaseException) -> list[_Segment]:
         """Pieces of a segment refused as too large, if splitting can help."""
