@@ -14,7 +14,8 @@ Scenarios:
   them are ended but not compacted (two JSONL segments each);
 * **batched**: the same 1,000 runs written with the default settings, where the writing
   process compacts ended runs in batches (``auto_compact_batch``);
-* **compacted**: after ``evtrack compact`` of the experiment.
+* **compacted**: after ``evtrack compact`` of the experiment; **compacted+gc**: then
+  ``evtrack gc`` (grace 0 here), so listings no longer hold the covered segments.
 
 moto serves about 230 requests/s here whatever the client's concurrency (it is one
 Python process), so request counts decide the cold figures; a real S3 bucket answers
@@ -184,11 +185,18 @@ def main(argv: list[str] | None = None) -> list[Row]:
                 if scenario == "uncompacted":
                     from evtrack.store.log.compaction import compact_experiment
                     from evtrack.store.log.layout import Store
+                    from evtrack.store.log.maintenance import gc
 
                     compact_experiment(Store(uri), experiment_id)
                     r2 = _search(uri, experiment_id)
                     r2.update(rate=None, uncovered=_uncovered(uri, experiment_id))
                     results["compacted"] = r2
+                    # what a daily `evtrack gc` leaves (grace 0 here, 1 h by default):
+                    # the covered segments no longer lengthen every listing
+                    gc(Store(uri), grace_seconds=0)
+                    r3 = _search(uri, experiment_id)
+                    r3.update(rate=None, uncovered=_uncovered(uri, experiment_id))
+                    results["compacted+gc"] = r3
             for scenario, r in results.items():
                 log(
                     f"{scenario:12s} cold {r['cold']:.3f} s (requests {_requests(r['requests_cold'])}),"
