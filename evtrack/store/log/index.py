@@ -72,16 +72,18 @@ class _Experiment:
 class RunRows:
     """Every indexed run's info, params, tags and latest metrics, by run id.
 
-    The first call reads only the runs asked for (a fresh process's one search over
-    10,000 runs builds a few hundred, not 10,000); later calls read every run once into
-    dictionaries, so turning a warm search's run ids into :class:`~evtrack.entities.Run`
-    objects is lookups, not four more queries (which cost two thirds of a warm search).
+    The first call of a process's first index reads only the runs asked for (a fresh
+    process's one search over 10,000 runs builds a few hundred, not 10,000); later calls,
+    and every call of an index rebuilt in a warm process (``eager``), read every run once
+    into dictionaries, so turning a warm search's run ids into
+    :class:`~evtrack.entities.Run` objects is lookups, not four more queries (which cost
+    two thirds of a warm search).
     """
 
-    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+    def __init__(self, con: duckdb.DuckDBPyConnection, eager: bool = False) -> None:
         self._con = con
         self._lock = threading.Lock()
-        self._calls = 0
+        self._calls = 1 if eager else 0
         self._all: tuple[dict[str, dict[str, Any]], _Pairs, _Pairs, _Metrics] | None = None
 
     def _read(
@@ -325,7 +327,7 @@ class RunIndex:
             con.unregister("t")
         # The previous connection is not closed here: a search on another thread may
         # still hold a cursor or the RunRows of it; it is closed once unreferenced.
-        entry.con, entry.rows = con, RunRows(con)
+        entry.con, entry.rows = con, RunRows(con, eager=entry.rows is not None)
 
 
 def _views(reduced: pa.Table) -> dict[str, pa.Table]:
