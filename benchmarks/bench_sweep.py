@@ -171,7 +171,7 @@ def main() -> None:
         ev = EvtrackSweep(str(tmp.sub("evtrack")))
         ml: dict = {}
         for n in sizes:
-            max_results = max(n, 1_000)
+            max_results = min(max(n, 1_000), 50_000)  # MLflow's cap on max_results
             log(f"{n:,} runs: evtrack ...")
             rate = ev.grow(n, min(window, n))
             warm, matches = ev.search(max_results)
