@@ -18,6 +18,7 @@ from evtrack.entities import Metric, Param, RunTag
 from evtrack.store.log import index_cache
 from evtrack.store.log.compaction import compact_experiment
 from evtrack.store.log.maintenance import gc
+from evtrack.store.log.manifest import read_manifest
 
 # A fresh process's search: every run with its data, the number of segment files it
 # fetched, and whether pandas was imported on the way.
@@ -213,6 +214,7 @@ import sys, time, evtrack
 from evtrack.entities import Metric
 from evtrack.store.log.compaction import compact_experiment
 from evtrack.store.log.maintenance import gc
+from evtrack.store.log.manifest import read_manifest
 c = evtrack.MlflowClient({uri!r})
 exp = c.create_experiment("same")
 for i in range(int(sys.argv[1])):
@@ -246,3 +248,33 @@ def test_memory_stores_and_off_save_nothing(tmp_path, monkeypatch):
     local = evtrack.MlflowClient(str(tmp_path / "s"))
     assert index_cache.cache_path(local.store.layout, "0") is None
     assert not (tmp_path / "index-cache").exists()
+
+
+def test_a_growing_experiment_keeps_its_saved_index_current(tmp_path, monkeypatch):
+    """The writer's own searches save again once a tenth more segments (and at least 64)
+    were folded since the last save, so a new process has little left to fold; a re-read
+    within SAVE_INTERVAL_S leaves the older file (still exact, see above)."""
+    monkeypatch.setenv("EVTRACK_AUTO_COMPACT", "false")
+    client = evtrack.MlflowClient(str(tmp_path / "s"))
+    exp = client.create_experiment("growing")
+    layout = client.store.layout
+
+    def listed() -> frozenset[str]:
+        return frozenset(layout.listdir(layout.events_dir(exp)))
+
+    _run(client, exp, 0)
+    client.search_runs([exp])
+    assert index_cache.load(layout, exp).names == listed()  # the first full read
+    _run(client, exp, 1)  # two segments: too few to save again
+    client.search_runs([exp])
+    saved = index_cache.load(layout, exp)
+    assert saved.names < listed() and saved.reduced.num_rows
+    for i in range(2, 40):  # 76 more segments
+        _run(client, exp, i)
+    assert len(client.search_runs([exp])) == 40
+    assert index_cache.load(layout, exp).names == listed()
+    compact_experiment(layout, exp)  # a re-read right after a save: not written again
+    assert len(client.search_runs([exp])) == 40
+    assert index_cache.load(layout, exp).names == listed()
+    current = index_cache.manifest_mark(read_manifest(layout, exp))
+    assert index_cache.load(layout, exp).mark != current

@@ -340,20 +340,18 @@ def _views(reduced: pa.Table) -> dict[str, pa.Table]:
     return {name: _duck(reduced, view_sql(name)) for name in TABLES}
 
 
-#: Seconds between two saves of one experiment's index by a process that keeps it up to
-#: date (a server re-reading after each compaction would otherwise write the file each
-#: time: ~0.1 s per 10,000 runs).
+#: Seconds between two saves of a re-read experiment by one process (a server re-reading
+#: after each compaction would otherwise write the file each time: ~0.1 s per 10,000 runs).
 SAVE_INTERVAL_S = 30.0
 
 
 def _should_save(state: _Experiment) -> bool:
-    """Save after this process's first full read, then after a re-read or once a tenth
-    more segments were folded, at most every :data:`SAVE_INTERVAL_S`. A stale saved index
-    is still right: a new process folds the newer segments on top, or reads afresh."""
-    if state.saved_at and time.monotonic() - state.saved_at < SAVE_INTERVAL_S:
-        return False
+    """Save after a full read (at most every :data:`SAVE_INTERVAL_S` in one process), and
+    once a tenth more segments were folded since the last save (so saves cost a bounded
+    share of the folding). A stale saved index is still right: a new process folds the
+    newer segments on top, or reads afresh."""
     if state.saved < 0:
-        return True
+        return not state.saved_at or time.monotonic() - state.saved_at >= SAVE_INTERVAL_S
     return len(state.names) - state.saved >= max(64, len(state.names) // 10)
 
 
