@@ -202,6 +202,19 @@ def test_a_damaged_saved_index_is_ignored_and_rewritten(tmp_path, monkeypatch):
         got = fresh.check()
         assert len(got["runs"]) == 4 and got["fetched"] == _segments(client, exp)
         assert index_cache.load(client.store.layout, exp) is not None  # rewritten whole
+    # Damage inside the saved reduced events, read only when new segments are folded on
+    # top of them: the experiment is read afresh instead.
+    with open(path, "rb") as f:
+        data = bytearray(f.read())
+    header = json.loads(data[: data.index(b"\n", 20)].split(b"\n", 1)[1])
+    at, n = header["parts"]["reduced"]
+    body = data.index(b"\n", 20) + 1
+    data[body + at + n // 2 : body + at + n // 2 + 64] = b"\xff" * 64
+    with open(path, "wb") as f:
+        f.write(bytes(data))
+    _run(client, exp, 4)
+    got = fresh.check()
+    assert len(got["runs"]) == 5 and got["fetched"] == _segments(client, exp)
 
 
 def test_another_store_at_the_same_uri_is_not_mistaken_for_the_saved_one(tmp_path):
@@ -268,7 +281,7 @@ def test_a_growing_experiment_keeps_its_saved_index_current(tmp_path, monkeypatc
     _run(client, exp, 1)  # two segments: too few to save again
     client.search_runs([exp])
     saved = index_cache.load(layout, exp)
-    assert saved.names < listed() and saved.reduced.num_rows
+    assert saved.names < listed() and saved.reduced().num_rows
     for i in range(2, 40):  # 76 more segments
         _run(client, exp, i)
     assert len(client.search_runs([exp])) == 40

@@ -29,6 +29,7 @@ runs' reduced events in memory (about a dozen rows per run); at most
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import OrderedDict
@@ -36,6 +37,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Callable
+
     import duckdb
     import pyarrow as pa
 
@@ -43,6 +46,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from evtrack.store.log.layout import Store
 
 __all__ = ["MAX_ENTRIES", "RunIndex", "TABLES"]
+
+_log = logging.getLogger(__name__)
 
 #: The views a search and ``get_run``-style reads use, materialised as tables.
 TABLES = ("runs", "params", "tags", "latest_metrics", "inputs")
@@ -57,7 +62,9 @@ class _Experiment:
 
     version: int = -1  # manifest version folded
     names: frozenset[str] = frozenset()  # names in the events folder when folded
-    reduced: pa.Table | None = None
+    # The reduced events, or a loader of the saved ones (decoded only if new segments
+    # are folded on top: a fresh process whose saved index is current never needs them).
+    reduced: pa.Table | Callable[[], pa.Table] | None = None
     # Modification times (ns) of the events and manifest folders, taken before a listing
     # they were already older than by MTIME_QUIET_NS: if both are unchanged, so is the
     # listing (local folders only; None: list every time).
@@ -224,6 +231,7 @@ class RunIndex:
         first refresh in a process starts from the saved index (:mod:`index_cache`) when
         the listing proves it still holds: same manifest, every name it folded listed.
         """
+        from evtrack.errors import StoreError
         from evtrack.store.log import index_cache
         from evtrack.store.log.manifest import read_manifest
         from evtrack.store.log.snapshot import (
@@ -266,12 +274,15 @@ class RunIndex:
                     if seg is not None and not manifest.coverage.covers(seg):
                         new.append((f"{folder}/{name}", seg))
                 try:
+                    base = _events(state)
                     tables = read_segments_at_once(self.store, new)
                 except FileNotFoundError:
                     pass  # collected since the listing: read the experiment afresh below
+                except StoreError as exc:  # a damaged saved index: read afresh below
+                    _log.debug("evtrack: %s", exc)
                 else:
                     if any(t.num_rows for t in tables):
-                        state.reduced = _reduce([state.reduced, *tables])
+                        state.reduced = _reduce([base, *tables])
                         state.tables = None
                     state.names = names
                     return loaded or any(t.num_rows for t in tables)
@@ -309,13 +320,11 @@ class RunIndex:
         states = [entry.experiments[e] for e in key]
         for experiment_id, state in zip(key, states):
             if state.tables is None:
-                assert state.reduced is not None
-                state.tables = _views(state.reduced)
+                state.tables = _views(_events(state))
             if _should_save(state):
-                assert state.reduced is not None
                 state.saved, state.saved_at = len(state.names), time.monotonic()
                 cached = index_cache.CachedExperiment(
-                    state.mark, state.names, state.reduced, state.tables
+                    state.mark, state.names, _events(state), state.tables
                 )
                 index_cache.save(self.store, experiment_id, cached)
         # One thread: these are small queries, where a pool's hand-offs cost more than
@@ -330,6 +339,20 @@ class RunIndex:
         # The previous connection is not closed here: a search on another thread may
         # still hold a cursor or the RunRows of it; it is closed once unreferenced.
         entry.con, entry.rows = con, RunRows(con, eager=entry.rows is not None)
+
+
+def _events(state: _Experiment) -> pa.Table:
+    """The experiment's reduced events (decoding saved ones on first use; a damaged
+    saved file raises :class:`~evtrack.errors.StoreError`)."""
+    if callable(state.reduced):
+        from evtrack.errors import StoreError
+
+        try:
+            state.reduced = state.reduced()
+        except Exception as exc:  # noqa: BLE001 - any decoding failure: a damaged file
+            raise StoreError(f"saved run index unreadable: {exc}") from exc
+    assert state.reduced is not None
+    return state.reduced
 
 
 def _views(reduced: pa.Table) -> dict[str, pa.Table]:

@@ -36,6 +36,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Callable
+
     import pyarrow as pa
 
     from evtrack.store.log.layout import Store
@@ -56,7 +58,7 @@ class CachedExperiment:
 
     mark: list[str]  # manifest_mark() of the manifest folded
     names: frozenset[str]  # the events folder's names when folded
-    reduced: pa.Table
+    reduced: pa.Table | Callable[[], pa.Table]  # loaded: a loader, decoded when called
     tables: dict[str, pa.Table]  # the experiment's materialised views
 
 
@@ -143,7 +145,8 @@ def _encode(store: Store, experiment_id: str, cached: CachedExperiment) -> bytes
     from evtrack.store.log.views import VIEWS_VERSION
 
     parts = [("names", "\n".join(sorted(cached.names)).encode())]
-    parts.append(("reduced", _ipc(cached.reduced)))
+    reduced = cached.reduced() if callable(cached.reduced) else cached.reduced
+    parts.append(("reduced", _ipc(reduced)))
     parts += [(f"table:{name}", _ipc(t)) for name, t in cached.tables.items()]
     offsets, at = {}, 0
     for name, blob in parts:
@@ -190,4 +193,4 @@ def _decode(data: bytes, store: Store, experiment_id: str) -> CachedExperiment |
     text = part("names").to_pybytes().decode()
     names = frozenset(text.split("\n")) if text else frozenset()
     tables = {k.split(":", 1)[1]: table(k) for k in parts if k.startswith("table:")}
-    return CachedExperiment(list(header["mark"]), names, table("reduced"), tables)
+    return CachedExperiment(list(header["mark"]), names, lambda: table("reduced"), tables)
