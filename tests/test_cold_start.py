@@ -159,6 +159,8 @@ with evtrack.start_run() as run:
     evtrack.log_param("alpha", "0.3")
     for i in range(60_000):  # enough rows for any size-triggered path of the fold
         evtrack.log_metric("loss", float(i), step=i)
+with evtrack.start_run():  # a second run: a compacted file then holds both
+    evtrack.log_param("alpha", "0.1")
 if sys.argv[1] == "compact":
     compact_experiment(evtrack.MlflowClient().store.layout, run.info.experiment_id)
 print("RESULT " + json.dumps(run.info.experiment_id))
@@ -168,6 +170,7 @@ import json, sys, evtrack
 c = evtrack.MlflowClient()
 (run,) = c.search_runs([sys.argv[1]], "metrics.loss > 100 and params.alpha = '0.3'")
 points = c.get_metric_history_arrow(run.info.run_id, "loss").num_rows
+assert c.get_run(run.info.run_id).data.params == {"alpha": "0.3"}
 print("RESULT " + json.dumps([run.data.metrics["loss"], points, "pandas" in sys.modules]))
 """
     env = subprocess_env(tmp_path / "s", EVTRACK_AUTO_COMPACT="0", EVTRACK_INDEX_CACHE_DIR="off")

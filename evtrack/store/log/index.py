@@ -411,11 +411,11 @@ def _reduce(tables: list[pa.Table]) -> pa.Table:
     import pyarrow as pa
 
     from evtrack.store.log.compaction import reduce_events
-    from evtrack.store.log.events import event_schema
+    from evtrack.store.log.events import empty_table, event_schema
 
     tables = [t for t in tables if t.num_rows]
     if not tables:
-        return event_schema().empty_table()
+        return empty_table()
     table = pa.concat_tables(tables).combine_chunks() if len(tables) > 1 else tables[0]
     # DuckDB hands back plain strings; the event schema's dictionaries let the next
     # segments' tables concatenate with this one.

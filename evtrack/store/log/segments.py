@@ -23,7 +23,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from evtrack.errors import StoreError
-from evtrack.store.log.events import COLUMNS, DICTIONARY_COLUMNS, SCHEMA_VERSION, event_schema
+from evtrack.store.log.events import (
+    COLUMNS,
+    DICTIONARY_COLUMNS,
+    SCHEMA_VERSION,
+    empty_table,
+    event_schema,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     import pyarrow as pa
@@ -140,7 +146,7 @@ def _read_rows(data: bytes) -> pa.Table:
 
     schema = event_schema()
     if not data:
-        return schema.empty_table()
+        return empty_table(schema)
     plain = pa.schema(
         [
             pa.field(f.name, f.type.value_type if pa.types.is_dictionary(f.type) else f.type)

@@ -191,6 +191,8 @@ def connect(events: pa.Table) -> duckdb.DuckDBPyConnection:
     """
     import duckdb
 
+    from evtrack.store.log.events import empty_table
+
     global _BASE, _BASE_PID
     with _BASE_LOCK:
         if _BASE is None or _BASE_PID != os.getpid():
@@ -199,7 +201,7 @@ def connect(events: pa.Table) -> duckdb.DuckDBPyConnection:
                 # hangs or crashes (its threads are not in the child). Keep it unused.
                 _INHERITED.append(_BASE)
             base = duckdb.connect()
-            base.register("ev", events.schema.empty_table())
+            base.register("ev", empty_table(events.schema))
             for name, sql in _VIEWS.items():
                 base.execute(f"create view {name} as {sql}")
             base.unregister("ev")
