@@ -291,3 +291,27 @@ def test_a_growing_experiment_keeps_its_saved_index_current(tmp_path, monkeypatc
     assert index_cache.load(layout, exp).names == listed()
     current = index_cache.manifest_mark(read_manifest(layout, exp))
     assert index_cache.load(layout, exp).mark != current
+
+
+def test_long_unused_saved_indexes_and_stale_temporary_files_are_pruned(tmp_path, monkeypatch):
+    import os
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("EVTRACK_INDEX_CACHE_DIR", str(cache))
+    monkeypatch.setattr(index_cache, "_pruned", set())
+    old_store, live_store = cache / ("0" * 24), cache / ("1" * 24)
+    old_store.mkdir(parents=True)
+    (old_store / "x.arrow").write_bytes(b"old")
+    live_store.mkdir()
+    stale, fresh_tmp = live_store / "a.arrow.1.ab.tmp", live_store / "b.arrow.2.cd.tmp"
+    stale.write_bytes(b"")
+    fresh_tmp.write_bytes(b"")
+    long_ago = time.time() - index_cache.PRUNE_AFTER_S - 60
+    os.utime(stale, (long_ago, long_ago))
+    os.utime(old_store, (long_ago, long_ago))
+    client = evtrack.MlflowClient(str(tmp_path / "s"))
+    exp = client.create_experiment("p")
+    _run(client, exp, 1)
+    assert len(client.search_runs([exp])) == 1  # a save: prunes first
+    assert not old_store.exists() and not stale.exists()
+    assert fresh_tmp.exists() and index_cache.load(client.store.layout, exp) is not None

@@ -20,7 +20,8 @@ a different store) means the experiment is read afresh and the file rewritten. W
 to a temporary file renamed over the old one, so several processes may share the
 folder: the last complete write wins and a reader sees one whole file or the other. A
 file that cannot be decoded (cut short, another format version) is ignored and
-rewritten. Deleting the folder at any time is safe (derived data is disposable).
+rewritten. Deleting the folder at any time is safe (derived data is disposable); a
+store's files not rewritten for :data:`PRUNE_AFTER_S` are deleted by the next save.
 
 Limits: stores that live in one process (``memory://``) are not cached. The file holds
 about a dozen rows per run (about 10 MB per 100,000 runs, zstd-compressed).
@@ -114,6 +115,7 @@ def save(store: Store, experiment_id: str, cached: CachedExperiment) -> None:
     if path is None:
         return
     tmp = f"{path}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
+    _prune(os.path.dirname(os.path.dirname(path)))
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(tmp, "wb") as f:
@@ -125,6 +127,38 @@ def save(store: Store, experiment_id: str, cached: CachedExperiment) -> None:
             os.unlink(tmp)
         except OSError:
             pass
+
+
+#: A store's saved indexes unused (not rewritten) this long are deleted, and temporary
+#: files left by a process killed mid-save after an hour.
+PRUNE_AFTER_S = 30 * 86_400
+_TMP_AFTER_S = 3_600
+_pruned: set[str] = set()
+
+
+def _prune(folder: str) -> None:
+    """Delete long-unused stores' folders and stale temporary files (once per process)."""
+    import shutil
+    import time
+
+    if folder in _pruned:
+        return
+    _pruned.add(folder)
+    now = time.time()
+    try:
+        stores = [e for e in os.scandir(folder) if e.is_dir(follow_symlinks=False)]
+    except OSError:
+        return
+    for store in stores:
+        try:
+            if now - store.stat().st_mtime > PRUNE_AFTER_S:
+                shutil.rmtree(store.path, ignore_errors=True)
+                continue
+            for f in os.scandir(store.path):
+                if f.name.endswith(".tmp") and now - f.stat().st_mtime > _TMP_AFTER_S:
+                    os.unlink(f.path)
+        except OSError:
+            continue  # another process pruned it first
 
 
 # -- the file: magic line, JSON header line, then Arrow IPC streams -----------------------
