@@ -201,7 +201,7 @@ def _conform(table: pa.Table, run_id: str | None) -> pa.Table:
     if not table.schema.equals(schema):
         table = table.cast(schema)
     if run_id is not None and table.num_rows:
-        from evtrack.store.log.views import column_equals  # no pandas (see there)
+        from evtrack.store.log.columns import column_equals  # no pandas (see there)
 
         table = table.filter(column_equals(table["run_id"], run_id))
     return table

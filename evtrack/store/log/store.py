@@ -524,7 +524,7 @@ class LogStore(RunWrites):
         """The full history of one metric as an Arrow table (step, timestamp, value)."""
         import pyarrow.compute as pc
 
-        from evtrack.store.log.views import column_equals
+        from evtrack.store.log.columns import column_equals
 
         experiment_id = self.experiment_of(run_id)
         events = self._events([experiment_id], run_id, history=True)

@@ -227,31 +227,6 @@ def private_connection(events: pa.Table) -> duckdb.DuckDBPyConnection:
     return con
 
 
-def column_equals(column: pa.ChunkedArray, value: str) -> pa.ChunkedArray:
-    """``column == value`` for a dictionary-encoded column, comparing integer indices.
-
-    ``pc.equal`` on a dictionary column decodes every row (~3.5 s for 10 M rows); looking
-    the value up once per chunk's dictionary makes it an integer compare (milliseconds).
-    The scalars are built from buffers (:func:`~evtrack.store.log.columns.from_python`):
-    a Python value handed to pyarrow's compute imports pandas (~0.3 s on a first read).
-    """
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    from evtrack.store.log.columns import from_python
-
-    text = from_python([value], pa.string())[0]
-    out = []
-    for chunk in column.chunks:
-        if pa.types.is_dictionary(chunk.type):
-            # -1 (absent) matches no index: the result is all false, nulls kept.
-            code = from_python([pc.index(chunk.dictionary, text).as_py()], pa.int64())[0]
-            out.append(pc.equal(chunk.indices, code))
-        else:
-            out.append(pc.equal(chunk, text))
-    return pa.chunked_array(out, pa.bool_())
-
-
 def rows(
     con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None
 ) -> list[dict[str, Any]]:
