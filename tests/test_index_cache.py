@@ -315,3 +315,36 @@ def test_long_unused_saved_indexes_and_stale_temporary_files_are_pruned(tmp_path
     assert len(client.search_runs([exp])) == 1  # a save: prunes first
     assert not old_store.exists() and not stale.exists()
     assert fresh_tmp.exists() and index_cache.load(client.store.layout, exp) is not None
+
+
+def test_a_search_over_several_experiments_joins_their_saved_indexes(tmp_path, monkeypatch):
+    """Each experiment is saved on its own and a search over several concatenates their
+    tables: the same runs as without saved indexes, in the same order."""
+    monkeypatch.setenv("EVTRACK_AUTO_COMPACT", "false")
+    uri, cache = str(tmp_path / "store"), str(tmp_path / "cache")
+    client = evtrack.MlflowClient(uri)
+    a, b = client.create_experiment("a"), client.create_experiment("b")
+    for i in range(5):
+        _run(client, a if i % 2 else b, i)
+    compact_experiment(client.store.layout, a)  # one compacted, one not
+    code = """
+import json, sys, evtrack
+c = evtrack.MlflowClient(sys.argv[1])
+runs = c.search_runs(sys.argv[2].split(","), "params.alpha != '2'", order_by=["metrics.rmse"])
+print("RESULT " + json.dumps([[r.info.run_name, r.info.experiment_id, r.data.metrics]
+                              for r in runs]))
+"""
+
+    def search(ids: str, cache_dir: str) -> list:
+        env = subprocess_env(EVTRACK_INDEX_CACHE_DIR=cache_dir, EVTRACK_AUTO_COMPACT="false")
+        out = run_python(code, uri, ids, env=env).stdout
+        return json.loads(out.split("RESULT ", 1)[1])
+
+    expected = search(f"{a},{b}", "off")
+    assert [r[0] for r in expected] == ["r4", "r3", "r1", "r0"]  # latest rmse: 1 - i/10
+    assert search(a, cache) == [r for r in expected if r[1] == a]  # saves a
+    assert search(f"{a},{b}", cache) == expected  # a from its file, b read and saved
+    assert search(f"{b},{a}", cache) == expected  # both from their files
+    _run(client, b, 5)  # r5: alpha '2', filtered out; b folds one run on top
+    _run(client, a, 6)
+    assert search(f"{a},{b}", cache) == search(f"{a},{b}", "off")
