@@ -348,3 +348,20 @@ print("RESULT " + json.dumps([[r.info.run_name, r.info.experiment_id, r.data.met
     _run(client, b, 5)  # r5: alpha '2', filtered out; b folds one run on top
     _run(client, a, 6)
     assert search(f"{a},{b}", cache) == search(f"{a},{b}", "off")
+
+
+def test_a_temporary_file_listed_by_the_writer_does_not_spoil_the_saved_index(store, tmp_path):
+    """Another writer's file mid-rename (``.tmp-…``) is in the listing the saved index was
+    made from, and gone from the next: the saved index still holds."""
+    client = evtrack.MlflowClient(store)
+    exp = client.create_experiment("tmp")
+    _run(client, exp, 1)
+    layout = client.store.layout
+    temp = f"{layout.events_dir(exp)}/.tmp-0123456789ab-x.w-0000000001.jsonl"
+    layout.put(temp, b"partial")
+    cache = str(tmp_path / "cache")
+    fresh = Fresh(store, exp, cache)
+    assert len(fresh.check()["runs"]) == 1  # lists the temporary file, saves
+    layout.fs.rm_file(temp)
+    got = fresh.check()
+    assert got["fetched"] == 0 and len(got["runs"]) == 1

@@ -316,6 +316,7 @@ class RunIndex:
         import pyarrow as pa
 
         from evtrack.store.log import index_cache
+        from evtrack.store.log.snapshot import _parse
 
         states = [entry.experiments[e] for e in key]
         for experiment_id, state in zip(key, states):
@@ -323,8 +324,12 @@ class RunIndex:
                 state.tables = _views(_events(state))
             if _should_save(state):
                 state.saved, state.saved_at = len(state.names), time.monotonic()
+                # Segment names only: a temporary file another writer was renaming when
+                # the folder was listed is gone by the next listing, and would make every
+                # new process distrust the saved index.
+                names = frozenset(n for n in state.names if _parse(n) is not None)
                 cached = index_cache.CachedExperiment(
-                    state.mark, state.names, _events(state), state.tables
+                    state.mark, names, _events(state), state.tables
                 )
                 index_cache.save(self.store, experiment_id, cached)
         # One thread: these are small queries, where a pool's hand-offs cost more than
