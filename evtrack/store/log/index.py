@@ -322,7 +322,7 @@ class RunIndex:
         for experiment_id, state in zip(key, states):
             if state.tables is None:
                 state.tables = _views(_events(state))
-            if _should_save(state):
+            if _should_save(state) and index_cache.cache_path(self.store, experiment_id):
                 state.saved, state.saved_at = len(state.names), time.monotonic()
                 # Segment names only: a temporary file another writer was renaming when
                 # the folder was listed is gone by the next listing, and would make every
