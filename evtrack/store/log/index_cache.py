@@ -9,8 +9,9 @@ experiment, in one file under :func:`cache_dir` (setting ``index_cache_dir``):
 
 * the manifest it was folded at (version and the names of the compacted files, which are
   random, so the cache of another store once at the same URI never matches);
-* the names the events folder held then (every one, covered or not);
-* the reduced events and the experiment's materialised tables, as Arrow IPC streams.
+* the segment names the events folder held then (covered or not; no temporary files);
+* the reduced events and the experiment's materialised tables, as Arrow IPC streams
+  (the reduced events are decoded only if newer segments are folded on top).
 
 It is never trusted beyond what the store shows: the reader lists the store as it
 always does and uses the file only if the manifest is the same and every name it
@@ -24,7 +25,10 @@ rewritten. Deleting the folder at any time is safe (derived data is disposable);
 store's files not rewritten for :data:`PRUNE_AFTER_S` are deleted by the next save.
 
 Limits: stores that live in one process (``memory://``) are not cached. The file holds
-about a dozen rows per run (about 10 MB per 100,000 runs, zstd-compressed).
+about two dozen rows per run and every segment name: 5.4 MB per 10,000 runs of 3 params,
+3 metrics and 2 tags (54 MB per 100,000; saving it costs ~0.5 s there, loading ~0.25 s).
+A process that re-read an experiment (after a compaction) saves it at most every
+``index.SAVE_INTERVAL_S``; until then a new process reads that experiment afresh.
 """
 
 from __future__ import annotations
