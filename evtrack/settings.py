@@ -177,6 +177,12 @@ SETTINGS: tuple[Setting, ...] = (
         _bool,
     ),
     Setting(
+        "index_cache_dir",
+        None,
+        "EVTRACK_INDEX_CACHE_DIR",
+        "Where searches save each experiment's folded run index, so a new process folds only the segments written since (`off`: never). Default: ~/.cache/evtrack/index.",
+    ),
+    Setting(
         "spool_dir",
         None,
         "EVTRACK_SPOOL_DIR",

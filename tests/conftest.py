@@ -120,6 +120,8 @@ def evtrack_isolation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterat
             monkeypatch.delenv(setting.mlflow_env, raising=False)
     default_store = tmp_path / "evruns"
     monkeypatch.setenv("EVTRACK_TRACKING_URI", str(default_store))
+    # Saved run indexes go to the test's own folder, not the user's cache.
+    monkeypatch.setenv("EVTRACK_INDEX_CACHE_DIR", str(tmp_path / "index-cache"))
     monkeypatch.setattr(uri_state, "_tracking_uri", None)
     monkeypatch.setattr(fluent, "_active_experiment_id", None)
     monkeypatch.setattr(fluent, "_run_stack", [])

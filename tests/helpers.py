@@ -30,6 +30,8 @@ def events_snapshot(client: evtrack.MlflowClient) -> list[dict]:
 def subprocess_env(tracking_uri: str | os.PathLike[str] | None = None, **extra: str) -> dict:
     """The environment for a child Python process: this one's, minus evtrack settings."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("EVTRACK_")}
+    if "EVTRACK_INDEX_CACHE_DIR" in os.environ:  # saved run indexes: the test's folder
+        env["EVTRACK_INDEX_CACHE_DIR"] = os.environ["EVTRACK_INDEX_CACHE_DIR"]
     if tracking_uri is not None:
         env["EVTRACK_TRACKING_URI"] = str(tracking_uri)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))

@@ -145,3 +145,36 @@ print("RESULT " + json.dumps(["pyarrow" in sys.modules, "pandas" in sys.modules]
     env = subprocess_env(tmp_path / "s", EVTRACK_AUTO_COMPACT="0")
     out = run_python(code, env=env).stdout
     assert json.loads(out.split("RESULT ", 1)[1]) == [True, False]
+
+
+@pytest.mark.parametrize("compacted", [False, True])
+def test_a_fresh_process_reads_without_pandas(tmp_path, compacted):
+    """A first search and a first metric history read import pyarrow and DuckDB, not
+    pandas (pyarrow loads it, ~0.3 s, as soon as a Python value meets its compute or
+    array constructors)."""
+    write = """
+import json, sys, evtrack
+from evtrack.store.log.compaction import compact_experiment
+with evtrack.start_run() as run:
+    evtrack.log_param("alpha", "0.3")
+    for i in range(60_000):  # enough rows for any size-triggered path of the fold
+        evtrack.log_metric("loss", float(i), step=i)
+with evtrack.start_run():  # a second run: a compacted file then holds both
+    evtrack.log_param("alpha", "0.1")
+if sys.argv[1] == "compact":
+    compact_experiment(evtrack.MlflowClient().store.layout, run.info.experiment_id)
+print("RESULT " + json.dumps(run.info.experiment_id))
+"""
+    read = """
+import json, sys, evtrack
+c = evtrack.MlflowClient()
+(run,) = c.search_runs([sys.argv[1]], "metrics.loss > 100 and params.alpha = '0.3'")
+points = c.get_metric_history_arrow(run.info.run_id, "loss").num_rows
+assert c.get_run(run.info.run_id).data.params == {"alpha": "0.3"}
+print("RESULT " + json.dumps([run.data.metrics["loss"], points, "pandas" in sys.modules]))
+"""
+    env = subprocess_env(tmp_path / "s", EVTRACK_AUTO_COMPACT="0", EVTRACK_INDEX_CACHE_DIR="off")
+    out = run_python(write, "compact" if compacted else "-", env=env).stdout
+    experiment_id = json.loads(out.split("RESULT ", 1)[1])
+    out = run_python(read, experiment_id, env=env).stdout
+    assert json.loads(out.split("RESULT ", 1)[1]) == [59_999.0, 60_000, False]

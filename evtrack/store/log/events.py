@@ -50,7 +50,14 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # pragma: no cover
     import pyarrow as pa
 
-__all__ = ["COLUMNS", "DICTIONARY_COLUMNS", "KINDS", "SCHEMA_VERSION", "event_schema"]
+__all__ = [
+    "COLUMNS",
+    "DICTIONARY_COLUMNS",
+    "KINDS",
+    "SCHEMA_VERSION",
+    "empty_table",
+    "event_schema",
+]
 
 #: Version of the stored event layout, written into every segment.
 SCHEMA_VERSION = 1
@@ -107,3 +114,14 @@ def event_schema() -> pa.Schema:
             metadata={"evtrack.schema_version": str(SCHEMA_VERSION)},
         )
     return _SCHEMA
+
+
+def empty_table(schema: pa.Schema | None = None) -> pa.Table:
+    """A table with no rows (default: of :func:`event_schema`).
+
+    Not ``schema.empty_table()``: that builds its columns from Python lists, and pyarrow
+    imports pandas (~0.3 s) the first time it converts a Python value.
+    """
+    import pyarrow as pa
+
+    return pa.Table.from_batches([], event_schema() if schema is None else schema)

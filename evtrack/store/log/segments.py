@@ -23,7 +23,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from evtrack.errors import StoreError
-from evtrack.store.log.events import COLUMNS, DICTIONARY_COLUMNS, SCHEMA_VERSION, event_schema
+from evtrack.store.log.events import (
+    COLUMNS,
+    DICTIONARY_COLUMNS,
+    SCHEMA_VERSION,
+    empty_table,
+    event_schema,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     import pyarrow as pa
@@ -110,22 +116,14 @@ def encode(table: pa.Table, fmt: str) -> bytes:
 
 def decode(data: bytes, fmt: str, *, where: str = "segment") -> pa.Table:
     """Read a segment back into an event table; :class:`StoreError` if it is damaged."""
-    import pyarrow as pa
 
     schema = event_schema()
     try:
         if fmt == "jsonl":
-            text = data.decode()
-            if not text.endswith("\n"):
-                raise ValueError("truncated: no final newline")
-            lines = text.splitlines()
-            header = json.loads(lines[0])
-            version = header.get("evtrack_segment")
-            if not isinstance(version, int) or version > SCHEMA_VERSION:
-                raise ValueError(f"unknown segment schema version {version!r}")
-            rows = [json.loads(line) for line in lines[1:] if line]
-            columns = {name: [row.get(name) for row in rows] for name, _ in COLUMNS}
-            return pa.Table.from_pydict(columns, schema=schema)
+            # Arrow's JSON reader, as for many segments at once: building the table from
+            # Python lists would import pandas (pyarrow's shim checks each argument).
+            (table,) = decode_jsonl_many([data], whole=True)
+            return table
         import pyarrow.parquet as pq
 
         # ParquetFile, not read_table: read_table imports pyarrow.dataset (~0.4 s).
@@ -148,7 +146,7 @@ def _read_rows(data: bytes) -> pa.Table:
 
     schema = event_schema()
     if not data:
-        return schema.empty_table()
+        return empty_table(schema)
     plain = pa.schema(
         [
             pa.field(f.name, f.type.value_type if pa.types.is_dictionary(f.type) else f.type)
@@ -173,8 +171,6 @@ def decode_jsonl_many(blobs: list[bytes], *, whole: bool = False) -> list[pa.Tab
     table holding every blob's rows (no per-blob slices).
     """
 
-    if len(blobs) == 1 and not whole:
-        return [decode(blobs[0], "jsonl")]
     bodies, counts = [], []
     try:
         for data in blobs:
@@ -183,7 +179,7 @@ def decode_jsonl_many(blobs: list[bytes], *, whole: bool = False) -> list[pa.Tab
             if head != _HEADER:  # the usual header is compared, not parsed
                 version = json.loads(head).get("evtrack_segment")
                 if not isinstance(version, int) or version > SCHEMA_VERSION:
-                    raise ValueError("bad header")
+                    raise ValueError(f"unknown segment schema version {version!r}")
             if not text.endswith("\n"):
                 raise ValueError("truncated")
             body = body.rstrip("\n")
@@ -194,7 +190,8 @@ def decode_jsonl_many(blobs: list[bytes], *, whole: bool = False) -> list[pa.Tab
         if table.num_rows != sum(counts):
             raise ValueError("row count mismatch")
     except Exception as exc:  # noqa: BLE001 - any failure: let the caller isolate it
-        raise StoreError(f"cannot decode a batch of JSONL segments: {exc}") from exc
+        what = "a JSONL segment" if len(blobs) == 1 else "a batch of JSONL segments"
+        raise StoreError(f"cannot decode {what}: {exc}") from exc
     if whole:
         return [table]
     out, start = [], 0

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from evtrack.errors import StoreError, StoreUnavailable
-from evtrack.store.log.events import COLUMNS, DICTIONARY_COLUMNS, event_schema
+from evtrack.store.log.events import COLUMNS, DICTIONARY_COLUMNS, empty_table, event_schema
 from evtrack.store.log.manifest import CompactedFile, Manifest, compacted_dir, read_manifest
 from evtrack.store.log.segments import SegmentName, decode, decode_jsonl_many, parse_name
 
@@ -209,14 +209,14 @@ def _row_groups(pf: pq.ParquetFile, run_id: str | None) -> list[int] | None:
 
 
 def _conform(table: pa.Table, run_id: str | None) -> pa.Table:
-    import pyarrow.compute as pc
-
     schema = event_schema()
     table = table.select([name for name, _ in COLUMNS])
     if not table.schema.equals(schema):
         table = table.cast(schema)
     if run_id is not None and table.num_rows:
-        table = table.filter(pc.equal(table["run_id"].cast("string"), run_id))
+        from evtrack.store.log.columns import column_equals  # no pandas (see there)
+
+        table = table.filter(column_equals(table["run_id"], run_id))
     return table
 
 
@@ -228,7 +228,7 @@ def _read_compacted_ranged(store: Store, path: str, run_id: str) -> pa.Table:
         with store.fs.open(path, "rb") as fh:
             pf = pq.ParquetFile(fh, read_dictionary=DICTIONARY_COLUMNS)
             groups = _row_groups(pf, run_id)
-            table = pf.read_row_groups(groups) if groups else pf.schema_arrow.empty_table()
+            table = pf.read_row_groups(groups) if groups else empty_table(pf.schema_arrow)
         return _conform(table, run_id)
     except FileNotFoundError:
         raise
@@ -384,7 +384,7 @@ def read_events(
             continue
         tables = [t for t in tables if t.num_rows]
         if not tables:
-            return event_schema().empty_table()
+            return empty_table()
         if len(tables) == 1:
             return tables[0]
         table = pa.concat_tables(tables)
@@ -427,7 +427,7 @@ def read_experiment_events(store: Store, experiment_ids: list[str], attempts: in
             continue
         tables = [t for t in tables if t.num_rows]
         if not tables:
-            return event_schema().empty_table()
+            return empty_table()
         return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
     raise AssertionError("unreachable")
 
