@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 from mlflow_plugin_venv import plugin_python_fixture  # noqa: F401  (plugin_python)
 from mlflow_venv import mlflow_python_fixture  # noqa: F401  (the mlflow_python fixture)
+from pg_server import pg_server_fixture, with_driver  # noqa: F401  (the pg_server fixture)
 
 import evtrack
 from evtrack.migrate import import_mlflow
@@ -182,8 +183,38 @@ def test_import_gives_mlflows_answers(kind, sources, mlflow_answers, tmp_path, m
     src = sources[kind]
     if kind == "sqlite":  # MLflow wrote relative artifact paths: ./mlruns under its cwd
         monkeypatch.chdir(Path(src[len("sqlite:///") :]).parent / "sqlite")
+    check_import(src, mlflow_answers[kind], tmp_path)
+
+
+@pytest.fixture(scope="session")
+def postgres_source(mlflow_python, pg_server, tmp_path_factory) -> tuple[str, Path]:
+    """The same history written by MLflow into a PostgreSQL database: (URI, MLflow's cwd)."""
+    uri = pg_server.new_database()
+    work = tmp_path_factory.mktemp("mlflow-postgres")
+    run_in(with_driver(mlflow_python), MAKE_SOURCE, uri, cwd=work)
+    return uri, work
+
+
+def test_import_from_postgresql_gives_mlflows_answers(
+    postgres_source, mlflow_python, tmp_path, monkeypatch
+):
+    """``evtrack import postgresql://…`` of what the real mlflow wrote to a real server."""
+    uri, work = postgres_source
+    expected = json.loads(run_in(mlflow_python, SEARCH, uri, json.dumps(QUERIES), cwd=work))
+    monkeypatch.chdir(work)  # MLflow wrote relative artifact paths: ./mlruns under its cwd
+    check_import(uri, expected, tmp_path)
+    from click.testing import CliRunner
+
+    from evtrack.cli.main import main
+
+    again = CliRunner().invoke(main, ["--tracking-uri", str(tmp_path / "ev"), "import", uri])
+    assert again.exit_code == 0, again.output
+    assert "Imported 0 runs (13 already complete), 0 metric points" in again.output
+
+
+def check_import(src: str, expected: dict, tmp_path: Path) -> None:
+    """Import ``src``; evtrack must then give MLflow's answers (``expected``) exactly."""
     report = import_mlflow(src, str(tmp_path / "ev"))
-    expected = mlflow_answers[kind]
     assert report.counts["runs"] == (13, 13)
     assert report.counts["deleted runs"][0] >= 1  # run-4 (+ the one in "old" for files)
     assert report.counts["metric points"][0] == report.counts["metric points"][1] == 6 * 3001 + 6
