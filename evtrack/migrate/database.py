@@ -195,19 +195,29 @@ class DatabaseSource:
         import pyarrow as pa
         import pyarrow.compute as pc
 
-        table = self._metric_table(run.run_id)
-        if table.num_rows == 0:
-            return {}
-        nan = pc.cast(table["is_nan"], pa.bool_())
-        value = pc.if_else(nan, pa.scalar(float("nan")), pc.cast(table["value"], pa.float64()))
-        table = pa.table(
-            {
-                "key": table["key"],
-                "step": pc.cast(table["step"], pa.int64()),
-                "timestamp": pc.cast(table["timestamp"], pa.int64()),
-                "value": value,
-            }
-        ).sort_by([("key", "ascending"), ("step", "ascending"), ("timestamp", "ascending")])
+        try:
+            table = self._metric_table(run.run_id)
+            if table.num_rows == 0:
+                return {}
+            nan = pc.cast(table["is_nan"], pa.bool_())
+            value = pc.cast(table["value"], pa.float64())
+            table = pa.table(
+                {
+                    "key": table["key"],
+                    "step": pc.cast(table["step"], pa.int64()),
+                    "timestamp": pc.cast(table["timestamp"], pa.int64()),
+                    "value": pc.if_else(nan, pa.scalar(float("nan")), value),
+                }
+            )
+        except (OSError, ValueError, TypeError, pa.ArrowException) as exc:  # a damaged row
+            raise InvalidParameterValue(
+                f"Cannot read the metric history of run {run.run_id!r} from {self.uri!r}: "
+                f"{exc}. Fix that run's rows in MLflow's metrics table (value, step and "
+                "timestamp must be numbers), or leave its experiment out (--experiment)."
+            ) from exc
+        table = table.sort_by(
+            [("key", "ascending"), ("step", "ascending"), ("timestamp", "ascending")]
+        )
         counts = pc.value_counts(table["key"])  # in order of first appearance: sorted
         out, offset = {}, 0
         for key, n in zip(
