@@ -85,9 +85,10 @@ class _Progress:
 class _Prefetch:
     """The source's metric histories of ``runs``, read ``depth`` runs ahead on a thread.
 
-    Reading the source (SQLite through ADBC, Parquet-free file parsing, HTTP) and writing
-    evtrack's segments (Arrow, Parquet encoding, file writes) both spend most of their
-    time outside the GIL, so doing them at once nearly halves an import. Every
+    Reading the source (SQLite through ADBC, metric files, HTTP) and writing evtrack's
+    segments (Arrow, Parquet encoding, file writes) both spend much of their time outside
+    the GIL, so they overlap: on two idle cores the 10 M-point benchmark's import takes
+    the writing's time instead of the sum. Every
     ``Source.metrics`` call happens on the one worker thread, in run order; a source
     that keeps a connection per thread (:class:`~evtrack.migrate.database.DatabaseSource`)
     opens its own there. At most ``depth`` runs' histories wait in memory.
