@@ -1,9 +1,14 @@
 """Importing an MLflow sqlite store, and stock mlflow logging through the plugin.
 
 1. An MLflow sqlite store with RUNS runs x METRICS keys x STEPS points (issue 12's figure:
-   1,000 x 10 x 1,000 = 10 M points; ``--quick``: 100 x 10 x 1,000 = 1 M) is read by
-   MLflow itself (``get_metric_history`` for every run and key) and imported by
-   ``evtrack import`` (``evtrack.migrate.import_mlflow``): points/s side by side.
+   1,000 x 10 x 1,000 = 10 M points; ``--quick``: 20 x 10 x 1,000 = 200 k) is read by
+   MLflow itself (``get_metric_history`` for every run and key; at full size the first
+   ``--mlflow-runs`` runs, 100 by default, since MLflow's ~15-40 k points/s would take
+   over five minutes for all) and imported by ``evtrack import``
+   (``evtrack.migrate.import_mlflow``): points/s side by side, for the import itself and
+   for the whole call including the side-by-side counts (which read the evtrack store
+   back). The runs are made through MLflow's API, their points inserted with SQL into the
+   database MLflow created (its own schema and indexes).
 2. Stock ``mlflow`` (the plugin venv: MLflow + this checkout as its plugin) logging the
    same points with ``mlflow.log_metric`` under ``MLFLOW_ENABLE_ASYNC_LOGGING=true``, and
    with ``MlflowClient.log_batch``, into ``evtrack:///…`` vs MLflow's own ``sqlite:///…``.
