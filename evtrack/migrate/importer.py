@@ -75,7 +75,8 @@ class _Progress:
     def step(self, points: int) -> None:
         if self.bar is not None:
             self.bar.update(1)
-            self.bar.set_postfix(points=points, refresh=False)
+            # a string: tqdm would print a number as 7e+4
+            self.bar.set_postfix(points=f"{points:,}", refresh=False)
 
     def close(self) -> None:
         if self.bar is not None:
