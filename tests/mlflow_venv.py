@@ -83,7 +83,9 @@ def ensure_mlflow_venv() -> Path:
     venv.EnvBuilder(with_pip=True, clear=True).create(path)
     log = path / "build.log"
     _run([str(python), "-m", "pip", "install", "-q", "--upgrade", "pip"], log)
-    _run([str(python), "-m", "pip", "install", "-q", f"mlflow=={MLFLOW_VERSION}"], log)
+    # psycopg: the driver SQLAlchemy 2.1 uses for postgresql:// (the PostgreSQL import test).
+    _run([str(python), "-m", "pip", "install", "-q", f"mlflow=={MLFLOW_VERSION}",
+          "psycopg[binary]==3.3.9"], log)  # fmt: skip
     _run([str(python), "-c", "import mlflow, sys; print(mlflow.__version__)"], log)
     marker.write_text(MLFLOW_VERSION + "\n")
     return python

@@ -1,8 +1,9 @@
 """The outside parts the test suite needs, and the one way to run without one.
 
 The suite checks evtrack against real things: MLflow itself (in its own virtualenv,
-see ``mlflow_venv.py``), Chromium driven by Playwright (``test_browser.py``), and an
-S3 API server on loopback (moto, ``s3_server.py``). A test that needs a part that is
+see ``mlflow_venv.py``), Chromium driven by Playwright (``test_browser.py``), an
+S3 API server on loopback (moto, ``s3_server.py``) and a PostgreSQL server on loopback
+(Debian's ``postgresql``, ``pg_server.py``). A test that needs a part that is
 missing **fails**, naming the part and how to get it; it never skips on its own, so
 a green run means every part was exercised.
 
@@ -28,6 +29,8 @@ PARTS = {
     "mlflow": "python tests/mlflow_venv.py (builds MLflow's virtualenv; needs PyPI)",
     "browser": "apt-get install -y chromium (or set EVTRACK_CHROMIUM) and pip install playwright",
     "s3": "pip install 'moto[server]' s3fs (the test extra has both)",
+    "postgres": "apt-get install -y postgresql (initdb, pg_ctl) and pip install "
+    "'psycopg[binary]' (the test extra has it)",
 }
 
 ENV = "EVTRACK_TEST_ALLOW_MISSING"
@@ -92,6 +95,9 @@ def _present() -> dict[str, str | None]:
         found["browser"] = None
     lacking = [m for m in ("moto", "s3fs", "flask_cors") if importlib.util.find_spec(m) is None]
     found["s3"] = f"not installed: {', '.join(lacking)}" if lacking else None
+    import pg_server
+
+    found["postgres"] = pg_server.problem()
     return found
 
 

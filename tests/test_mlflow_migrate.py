@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 from mlflow_plugin_venv import plugin_python_fixture  # noqa: F401  (plugin_python)
 from mlflow_venv import mlflow_python_fixture  # noqa: F401  (the mlflow_python fixture)
+from pg_server import pg_server_fixture, with_driver  # noqa: F401  (the pg_server fixture)
 
 import evtrack
 from evtrack.migrate import import_mlflow
@@ -182,8 +183,38 @@ def test_import_gives_mlflows_answers(kind, sources, mlflow_answers, tmp_path, m
     src = sources[kind]
     if kind == "sqlite":  # MLflow wrote relative artifact paths: ./mlruns under its cwd
         monkeypatch.chdir(Path(src[len("sqlite:///") :]).parent / "sqlite")
+    check_import(src, mlflow_answers[kind], tmp_path)
+
+
+@pytest.fixture(scope="session")
+def postgres_source(mlflow_python, pg_server, tmp_path_factory) -> tuple[str, Path]:
+    """The same history written by MLflow into a PostgreSQL database: (URI, MLflow's cwd)."""
+    uri = pg_server.new_database()
+    work = tmp_path_factory.mktemp("mlflow-postgres")
+    run_in(with_driver(mlflow_python), MAKE_SOURCE, uri, cwd=work)
+    return uri, work
+
+
+def test_import_from_postgresql_gives_mlflows_answers(
+    postgres_source, mlflow_python, tmp_path, monkeypatch
+):
+    """``evtrack import postgresql://…`` of what the real mlflow wrote to a real server."""
+    uri, work = postgres_source
+    expected = json.loads(run_in(mlflow_python, SEARCH, uri, json.dumps(QUERIES), cwd=work))
+    monkeypatch.chdir(work)  # MLflow wrote relative artifact paths: ./mlruns under its cwd
+    check_import(uri, expected, tmp_path)
+    from click.testing import CliRunner
+
+    from evtrack.cli.main import main
+
+    again = CliRunner().invoke(main, ["--tracking-uri", str(tmp_path / "ev"), "import", uri])
+    assert again.exit_code == 0, again.output
+    assert "Imported 0 runs (13 already complete), 0 metric points" in again.output
+
+
+def check_import(src: str, expected: dict, tmp_path: Path) -> None:
+    """Import ``src``; evtrack must then give MLflow's answers (``expected``) exactly."""
     report = import_mlflow(src, str(tmp_path / "ev"))
-    expected = mlflow_answers[kind]
     assert report.counts["runs"] == (13, 13)
     assert report.counts["deleted runs"][0] >= 1  # run-4 (+ the one in "old" for files)
     assert report.counts["metric points"][0] == report.counts["metric points"][1] == 6 * 3001 + 6
@@ -235,14 +266,17 @@ def test_importing_twice_adds_nothing(sources, tmp_path):
     assert count_events(dest) == before
 
 
-def test_an_import_killed_midway_resumes_exactly(sources, tmp_path):
+@pytest.mark.parametrize("kind", ["file", "sqlite"])
+def test_an_import_killed_midway_resumes_exactly(kind, sources, tmp_path, monkeypatch):
     dest = tmp_path / "ev"
+    if kind == "sqlite":  # MLflow wrote relative artifact paths: ./mlruns under its cwd
+        monkeypatch.chdir(Path(sources[kind][len("sqlite:///") :]).parent / "sqlite")
     script = (
         "import sys; from evtrack.migrate import import_mlflow; "
         "import_mlflow(sys.argv[1], sys.argv[2])"
     )
     proc = subprocess.Popen(
-        [sys.executable, "-c", script, sources["file"], str(dest)],
+        [sys.executable, "-c", script, sources[kind], str(dest)],
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     runs_dir = dest / "runs"
@@ -252,7 +286,7 @@ def test_an_import_killed_midway_resumes_exactly(sources, tmp_path):
     if killed:
         os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    report = import_mlflow(sources["file"], str(dest))
+    report = import_mlflow(sources[kind], str(dest))
     assert all(a == b for a, b in report.counts.values()), report.counts
     if killed:
         assert report.runs_imported > 0
@@ -266,6 +300,44 @@ def test_an_import_killed_midway_resumes_exactly(sources, tmp_path):
         .fetchall()[0][0]
     )
     assert dup == 0
+
+
+def test_a_damaged_history_stops_the_import_with_a_clear_error(sources, tmp_path, monkeypatch):
+    """A metric row MLflow's schema would not hold (text in ``value``) in the third run:
+    the import stops with the run named and what to fix, the runs before it stay, no
+    reading thread is left behind, and once the row is fixed the import completes."""
+    import shutil
+    import sqlite3
+    import threading
+
+    from evtrack.errors import InvalidParameterValue
+
+    original = Path(sources["sqlite"][len("sqlite:///") :])
+    monkeypatch.chdir(original.parent / "sqlite")
+    db = tmp_path / "mlflow.db"
+    shutil.copy(original, db)
+    con = sqlite3.connect(db)
+    order = "select run_uuid from runs where name like 'run-%' order by start_time"
+    bad = con.execute(order + " limit 1 offset 2").fetchone()[0]
+    row = con.execute(
+        "select rowid, value from metrics where run_uuid = ? and key = 'loss' and step = 700",
+        (bad,),
+    ).fetchone()
+    con.execute("update metrics set value = 'oops' where rowid = ?", (row[0],))
+    con.commit()
+    dest = str(tmp_path / "ev")
+    with pytest.raises(InvalidParameterValue, match=f"run '{bad}'.*metrics table"):
+        import_mlflow(f"sqlite:///{db}", dest, artifacts=False)
+    assert not [t for t in threading.enumerate() if t.name.startswith("evtrack-import")]
+    have = {r[0] for r in evtrack.MlflowClient(dest).sql("select run_id from runs").fetchall()}
+    first_two = {r[0] for r in con.execute(order + " limit 2")}  # run-0, run-1
+    assert first_two <= have and bad not in have
+    con.execute("update metrics set value = ? where rowid = ?", (row[1], row[0]))
+    con.commit()
+    con.close()
+    report = import_mlflow(f"sqlite:///{db}", dest, artifacts=False)
+    assert all(a == b for a, b in report.counts.values()), report.counts
+    assert report.runs_skipped >= 2
 
 
 def write_mlflow1_store(root: Path) -> None:

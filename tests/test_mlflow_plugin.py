@@ -467,3 +467,124 @@ def test_registry_calls_through_the_plugin(plugin_python, tmp_path):
     assert out["found"] == ["b"] and out["versions"] == ["2"]
     rm = evtrack.MlflowClient(to_store_url(uri)).get_registered_model("b")
     assert (rm.description, rm.aliases) == ("second", {"prod": "2"})
+
+
+MODEL_METRICS_SCRIPT = """
+import json, mlflow
+from mlflow import MlflowClient
+from mlflow.entities import Metric
+mlflow.set_experiment("model-metrics")
+with mlflow.start_run() as run:
+    a = mlflow.initialize_logged_model(name="a")
+    b = mlflow.initialize_logged_model(name="b")
+    mlflow.log_metric("acc", 0.5, step=1, timestamp=1_700_000_000_001, model_id=a.model_id)
+    mlflow.log_metric("acc", 0.9, step=2, timestamp=1_700_000_000_002, model_id=b.model_id,
+                      dataset=None)
+    MlflowClient().log_batch(run.info.run_id, metrics=[
+        Metric("loss", 0.25, 1_700_000_000_003, 3, model_id=a.model_id,
+               dataset_name="eval", dataset_digest="d1"),
+        Metric("plain", 1.0, 1_700_000_000_004, 0),
+    ])
+
+def points(model):
+    return sorted([m.key, m.value, m.step, m.timestamp, m.model_id, m.dataset_name,
+                   m.dataset_digest, m.run_id] for m in model.metrics or [])
+
+ordered = mlflow.search_logged_models(
+    experiment_ids=[run.info.experiment_id],
+    order_by=[{"field_name": "metrics.acc", "ascending": False}],
+    output_format="list",
+)
+print(json.dumps({
+    "run_id": run.info.run_id, "a": a.model_id, "b": b.model_id,
+    "got_a": points(mlflow.get_logged_model(a.model_id)),
+    "got_b": points(mlflow.get_logged_model(b.model_id)),
+    "searched": [[m.name, points(m)] for m in ordered],
+    "history": [[m.step, m.value] for m in MlflowClient().get_metric_history(run.info.run_id, "acc")],
+}))
+"""
+
+
+def test_metrics_linked_to_a_logged_model_keep_their_model_id(plugin_python, tmp_path):
+    """Stock ``mlflow.log_metric(..., model_id=)`` and ``log_batch`` with model-linked
+    ``Metric``s through the plugin: MLflow's ``get_logged_model(id).metrics`` and
+    ``search_logged_models`` see the points, as evtrack's own client does."""
+    uri = f"evtrack://{tmp_path}/evruns"
+    out = run_mlflow(plugin_python, uri, MODEL_METRICS_SCRIPT, tmp_path)
+    run_id, a, b = out["run_id"], out["a"], out["b"]
+    ts = 1_700_000_000_000
+    want_a = [
+        ["acc", 0.5, 1, ts + 1, a, None, None, run_id],
+        ["loss", 0.25, 3, ts + 3, a, "eval", "d1", run_id],
+    ]
+    want_b = [["acc", 0.9, 2, ts + 2, b, None, None, run_id]]
+    assert out["got_a"] == want_a
+    assert out["got_b"] == want_b
+    assert out["searched"] == [["b", want_b], ["a", want_a]]
+    # the points are the run's too, as in MLflow
+    assert out["history"] == [[1, 0.5], [2, 0.9]]
+    client = evtrack.MlflowClient(to_store_url(uri))
+    model = client.get_logged_model(a)
+    assert sorted((m.key, m.value, m.step) for m in model.metrics) == [
+        ("acc", 0.5, 1),
+        ("loss", 0.25, 3),
+    ]
+    assert [m.key for m in client.get_logged_model(b).metrics] == ["acc"]
+
+
+SEARCH_INPUTS_SCRIPT = """
+import json, mlflow
+from mlflow.entities import Dataset, DatasetInput, InputTag
+exp_id = mlflow.set_experiment("search-inputs").experiment_id
+client = mlflow.MlflowClient()
+ids = []
+for i, digests in enumerate([["d2", "d1"], [], ["d3"]]):
+    run = client.create_run(exp_id, start_time=1_700_000_000_000 + i, run_name=f"r{i}")
+    client.log_inputs(run.info.run_id, [
+        DatasetInput(Dataset(name=f"ds-{d}", digest=d, source_type="local",
+                             source='{"uri": "x"}', profile='{"n": 1}'),
+                     [InputTag("mlflow.data.context", "training")])
+        for d in digests
+    ])
+    client.set_terminated(run.info.run_id)
+    ids.append(run.info.run_id)
+
+def inputs(run):
+    return [[d.dataset.name, d.dataset.digest, d.dataset.source_type, d.dataset.profile,
+             {t.key: t.value for t in d.tags}] for d in run.inputs.dataset_inputs]
+
+found = client.search_runs([exp_id], order_by=["attributes.start_time"])
+paged = []
+token = None
+while True:
+    page = client.search_runs([exp_id], order_by=["attributes.start_time"], max_results=1,
+                              page_token=token)
+    paged.extend(page)
+    token = page.token
+    if not token:
+        break
+print(json.dumps({
+    "ids": ids,
+    "searched": [[r.info.run_id, inputs(r)] for r in found],
+    "paged": [[r.info.run_id, inputs(r)] for r in paged],
+    "fluent": [[r.info.run_id, inputs(r)] for r in mlflow.search_runs(
+        [exp_id], output_format="list", order_by=["attributes.start_time"])],
+    "got": [[i, inputs(client.get_run(i))] for i in ids],
+}))
+"""
+
+
+def test_search_runs_answers_carry_dataset_inputs(plugin_python, tmp_path):
+    """As MLflow's SQL store fills them: each run found by ``search_runs`` has the same
+    dataset inputs ``get_run`` gives."""
+    out = run_mlflow(plugin_python, f"evtrack://{tmp_path}/evruns", SEARCH_INPUTS_SCRIPT, tmp_path)
+    r0, r1, r2 = out["ids"]
+
+    def item(d):
+        return [f"ds-{d}", d, "local", '{"n": 1}', {"mlflow.data.context": "training"}]
+
+    want = [[r0, [item("d1"), item("d2")]], [r1, []], [r2, [item("d3")]]]
+    assert out["got"] == want
+    assert out["searched"] == want
+    assert out["paged"] == want
+    assert out["fluent"] == want

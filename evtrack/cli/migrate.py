@@ -52,6 +52,7 @@ def import_command(
         f"{report.points_written} metric points, {report.artifacts_copied} artifact files "
         f"in {report.seconds:.1f}s into {report.destination}"
     )
+    click.echo(f"Counted both stores in {report.count_seconds:.1f}s:")
     click.echo(_counts_table(report.counts, "MLflow", "evtrack"))
 
 

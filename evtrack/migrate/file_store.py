@@ -60,6 +60,38 @@ def _metric_lines(path: str) -> tuple[list[int], list[int], list[float]]:
     return steps, stamps, values
 
 
+def _metric_table(path: str) -> Any:
+    """One metric file as an Arrow table (``step``, ``timestamp``, ``value``), in file order.
+
+    Arrow's CSV reader parses MLflow's ``<timestamp> <value> <step>`` lines ~15x faster
+    than Python, outside the GIL (``nan``/``inf`` as floats: no null markers); files it
+    refuses (MLflow 1.x lines without a step, an empty file) go through the line parser.
+    """
+    import pyarrow as pa
+    import pyarrow.csv as csv
+
+    types = {"timestamp": pa.int64(), "value": pa.float64(), "step": pa.int64()}
+    try:
+        table = csv.read_csv(
+            path,
+            read_options=csv.ReadOptions(column_names=list(types)),
+            parse_options=csv.ParseOptions(delimiter=" "),
+            convert_options=csv.ConvertOptions(
+                column_types=types, null_values=[], strings_can_be_null=False
+            ),
+        )
+        return table.select(["step", "timestamp", "value"])
+    except pa.ArrowInvalid:
+        steps, stamps, values = _metric_lines(path)
+        return pa.table(
+            {
+                "step": pa.array(steps, pa.int64()),
+                "timestamp": pa.array(stamps, pa.int64()),
+                "value": pa.array(values, pa.float64()),
+            }
+        )
+
+
 class FileStoreSource:
     """An MLflow file store folder (``./mlruns`` or ``file:///abs/mlruns``)."""
 
@@ -154,19 +186,7 @@ class FileStoreSource:
         return counts
 
     def metrics(self, run: SourceRun):
-        import pyarrow as pa
-
-        out = {}
-        for key, path in sorted(self._metric_paths(run).items()):
-            steps, stamps, values = _metric_lines(path)
-            out[key] = pa.table(
-                {
-                    "step": pa.array(steps, pa.int64()),
-                    "timestamp": pa.array(stamps, pa.int64()),
-                    "value": pa.array(values, pa.float64()),
-                }
-            )
-        return out
+        return {key: _metric_table(path) for key, path in sorted(self._metric_paths(run).items())}
 
     def artifact_files(self, run: SourceRun):
         return local_artifact_files(run.artifact_uri, self._base)

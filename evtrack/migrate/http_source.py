@@ -163,7 +163,10 @@ class HttpSource:
         return table
 
     def metric_counts(self, run: SourceRun) -> dict[str, int]:
-        # The REST API has no count: fetch the history, and keep it for metrics() next.
+        # The REST API has no count: fetch the history, and keep it for a metrics() call
+        # on the same run. Only the last run's are kept: the importer asks the counts of
+        # every run already in evtrack, and most of those are complete and never read.
+        self._history = {k: v for k, v in self._history.items() if k[0] == run.run_id}
         counts = {}
         for key in run.metric_keys:
             table = self._history_of(run, key)

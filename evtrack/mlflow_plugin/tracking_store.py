@@ -15,13 +15,15 @@ Limits, frankly:
 * Logged models (``mlflow.<flavor>.log_model`` in MLflow 3) are evtrack's logged models
   (:mod:`evtrack.store.log.models`); the registry is
   :mod:`evtrack.mlflow_plugin.registry_store`. ``search_logged_models`` takes evtrack's
-  filters but no dataset filters or ``order_by``; ``log_outputs`` checks the run and
-  models exist and records nothing (as evtrack's server; ``source_run_id`` links them).
+  filters and ``order_by`` but no dataset filters; ``log_outputs`` and the model half of
+  ``log_inputs`` check the run and models exist and record nothing (as evtrack's server;
+  ``source_run_id`` and each metric point's ``model_id`` link them), so runs carry no
+  ``model_inputs`` / ``model_outputs``.
 * Traces, assessments, GenAI datasets, scorers, prompts and gateway endpoints are not
   implemented (MLflow's base class raises ``NotImplementedError`` for them); see
   docs/mlflow-bridge.md.
-* Runs from ``search_runs`` carry no dataset inputs (``get_run`` has them): reading them
-  means a query over the raw event history, too slow to do for every page.
+* Runs from ``search_runs`` carry their dataset inputs as MLflow's SQL store's do (one
+  query over the run index per page); their ``outputs`` (model outputs) are empty.
 """
 
 from __future__ import annotations
@@ -116,7 +118,35 @@ def _run_info(info: ev.RunInfo) -> RunInfo:
     )
 
 
+def _input(item: ev.DatasetInput) -> DatasetInput:
+    ds = item.dataset
+    return DatasetInput(
+        Dataset(
+            name=ds.name,
+            digest=ds.digest,
+            source_type=ds.source_type,
+            source=ds.source,
+            schema=ds.schema,
+            profile=ds.profile,
+        ),
+        [InputTag(t.key, t.value) for t in item.tags],
+    )
+
+
 def _logged_model(model: ev_models.LoggedModel) -> LoggedModel:
+    metrics = [
+        Metric(
+            m.key,
+            m.value,
+            m.timestamp,
+            m.step,
+            model_id=m.model_id or model.model_id,
+            dataset_name=m.dataset_name,
+            dataset_digest=m.dataset_digest,
+            run_id=m.run_id,
+        )
+        for m in model.metrics
+    ]
     return LoggedModel(
         experiment_id=model.experiment_id,
         model_id=model.model_id,
@@ -130,6 +160,7 @@ def _logged_model(model: ev_models.LoggedModel) -> LoggedModel:
         status_message=model.status_message,
         tags=[LoggedModelTag(k, v) for k, v in model.tags.items()],
         params=[LoggedModelParameter(k, v) for k, v in model.params.items()],
+        metrics=metrics or None,
     )
 
 
@@ -206,41 +237,31 @@ class EvtrackTrackingStore(AbstractStore):
 
     # -- runs ----------------------------------------------------------------------------
 
-    def _run(self, run: ev.Run, with_inputs: bool = False) -> Run:
+    def _run(self, run: ev.Run, inputs: list[ev.DatasetInput] | None = None) -> Run:
         data = RunData(
             metrics=[Metric(m.key, m.value, m.timestamp, m.step) for m in run.data._metric_objs],
             params=[Param(k, v) for k, v in run.data.params.items()],
             tags=[RunTag(k, v) for k, v in run.data.tags.items()],
         )
-        inputs = RunInputs(dataset_inputs=self._inputs(run) if with_inputs else [])
-        return Run(_run_info(run.info), data, inputs)
+        return Run(_run_info(run.info), data, RunInputs([_input(d) for d in inputs or ()]))
 
-    def _inputs(self, run: ev.Run) -> list[DatasetInput]:
-        rows = self.client.sql(
-            "select dataset from inputs where run_id = ? order by digest", [run.info.run_id]
-        ).fetchall()
-        out = []
-        for (text,) in rows:
-            body = json.loads(text)
-            ds = body.get("dataset") or {}
-            out.append(
-                DatasetInput(
-                    Dataset(
-                        name=ds.get("name"),
-                        digest=ds.get("digest"),
-                        source_type=ds.get("source_type"),
-                        source=ds.get("source"),
-                        schema=ds.get("schema"),
-                        profile=ds.get("profile"),
-                    ),
-                    [InputTag(k, v) for k, v in (body.get("tags") or {}).items()],
-                )
-            )
-        return out
+    def _inputs_of(self, experiment_ids: list[str], run_ids: list[str]) -> dict[str, list]:
+        """Dataset inputs of a page of runs, as MLflow's SQL store fills ``search_runs``
+        answers: one query over the run index for an event-log store, one call per run
+        for any other (a REST store)."""
+        store = self.client.store
+        if not run_ids:
+            return {}
+        many = getattr(store, "get_runs_inputs", None)
+        if many is not None:
+            return many(experiment_ids, run_ids)
+        return {rid: store.get_run_inputs(rid) for rid in run_ids}
 
     @_translating
     def get_run(self, run_id):
-        return self._run(self.client.get_run(run_id), with_inputs=True)
+        run = self.client.get_run(run_id)
+        inputs = sorted(self.client.store.get_run_inputs(run_id), key=lambda d: d.dataset.digest)
+        return self._run(run, inputs)
 
     @_translating
     def create_run(self, experiment_id, user_id, start_time, tags, run_name):
@@ -280,7 +301,21 @@ class EvtrackTrackingStore(AbstractStore):
     def log_batch(self, run_id, metrics, params, tags):
         self.client.log_batch(
             run_id,
-            metrics=[ev.Metric(m.key, m.value, m.timestamp, m.step or 0) for m in metrics],
+            # MLflow 3's links of a point to a logged model and a dataset ride along: the
+            # client logs model-linked points to the model too (get_logged_model().metrics).
+            metrics=[
+                ev.Metric(
+                    m.key,
+                    m.value,
+                    m.timestamp,
+                    m.step or 0,
+                    run_id,
+                    getattr(m, "model_id", None),
+                    getattr(m, "dataset_name", None),
+                    getattr(m, "dataset_digest", None),
+                )
+                for m in metrics
+            ],
             params=[ev.Param(p.key, p.value) for p in params],
             tags=[ev.RunTag(t.key, t.value) for t in tags],
         )
@@ -300,12 +335,13 @@ class EvtrackTrackingStore(AbstractStore):
 
     @_translating
     def log_inputs(self, run_id, datasets=None, models=None):
-        if models:
-            raise MlflowException(
-                "Logged-model inputs are not supported by the evtrack plugin yet.",
-                error_code=databricks_pb2.INVALID_PARAMETER_VALUE,
-            )
-        self.client.log_inputs(run_id, datasets or [])
+        # Logged-model inputs (what MLflow's fluent ``log_metric(model_id=...)`` sends
+        # first) are checked and not recorded, as ``log_outputs``: evtrack links a point
+        # to its model through the point itself (``Metric.model_id``).
+        for model in models or ():
+            self.client.get_logged_model(model.model_id)
+        if datasets:
+            self.client.log_inputs(run_id, datasets)
 
     def link_traces_to_run(self, trace_ids, run_id):
         raise MlflowException(
@@ -350,16 +386,19 @@ class EvtrackTrackingStore(AbstractStore):
         order_by=None,
         page_token=None,
     ):
-        if datasets or order_by:
+        if datasets:
             raise MlflowException(
-                "The evtrack plugin searches logged models by filter only "
-                "(no dataset filters or order_by).",
+                "The evtrack plugin searches logged models without dataset filters.",
                 error_code=databricks_pb2.INVALID_PARAMETER_VALUE,
             )
         found = self.client.search_logged_models(
-            [str(e) for e in experiment_ids], filter_string or None
+            [str(e) for e in experiment_ids],
+            filter_string or None,
+            max_results,
+            order_by or None,
+            page_token,
         )
-        return _page([_logged_model(m) for m in found], max_results, page_token)
+        return PagedList([_logged_model(m) for m in found], getattr(found, "token", None))
 
     @_translating
     def finalize_logged_model(self, model_id, status):
@@ -423,4 +462,6 @@ class EvtrackTrackingStore(AbstractStore):
             order_by,
             page_token,
         )
-        return [self._run(r) for r in found], found.token
+        ids = [str(e) for e in experiment_ids]
+        inputs = self._inputs_of(ids, [r.info.run_id for r in found])
+        return [self._run(r, inputs.get(r.info.run_id)) for r in found], found.token

@@ -505,18 +505,32 @@ class LogStore(RunWrites):
         super()._set_run_stage(run_id, stage)
 
     def get_run_inputs(self, run_id: str) -> list[DatasetInput]:
-        import json
-
         con = self._read([self.experiment_of(run_id)], run_id)
         try:
             texts = con.execute("select dataset from inputs where run_id = ?", [run_id]).fetchall()
         finally:
             con.close()
-        out = []
-        for (text,) in texts:
-            body = json.loads(text)
-            tags = (body.get("tags") or {}).items()
-            out.append(dataset_input(body.get("dataset") or {}, tags))
+        return [_dataset_input(text) for (text,) in texts]
+
+    def get_runs_inputs(
+        self, experiment_ids: list[str], run_ids: list[str]
+    ) -> dict[str, list[DatasetInput]]:
+        """Dataset inputs of many runs of ``experiment_ids`` at once (a page of
+        ``search_runs``), from the run index the search itself used: one query, no read
+        of the raw events. Each run's inputs in digest order; runs without any are absent."""
+        known = set(self.layout.list_experiment_ids())
+        con, _rows = self._index.cursor([str(e) for e in experiment_ids if str(e) in known])
+        try:
+            rows = con.execute(
+                "select run_id, dataset from inputs where run_id in (select unnest($ids)) "
+                "order by run_id, digest",
+                {"ids": list(run_ids)},
+            ).fetchall()
+        finally:
+            con.close()
+        out: dict[str, list[DatasetInput]] = {}
+        for run_id, text in rows:
+            out.setdefault(run_id, []).append(_dataset_input(text))
         return out
 
     # -- reading -------------------------------------------------------------------------
@@ -691,3 +705,11 @@ def _runs_from(con: duckdb.DuckDBPyConnection, run_ids: Sequence[str]) -> list[R
         r.pop("deleted_time", None)
         out.append(Run(RunInfo(**{k: r[k] for k in RunInfo.__dataclass_fields__}), data[rid]))
     return out
+
+
+def _dataset_input(text: str) -> DatasetInput:
+    """A :class:`DatasetInput` from the JSON an ``input`` event holds."""
+    import json
+
+    body = json.loads(text)
+    return dataset_input(body.get("dataset") or {}, (body.get("tags") or {}).items())
