@@ -49,6 +49,7 @@ from evtrack.store.log.snapshot import (
     list_segments,
     read_file_tables,
     read_segment_tables,
+    read_segments_together,
     take_snapshot,
 )
 
@@ -303,8 +304,11 @@ def _compact(
             snap.segments = [(p, s) for p, s in snap.segments if s.scope in runs]
         base = snap.manifest
         result.version = base.version
+        # Many small segments (an experiment's sweep) are decoded together, not into a
+        # table each; a run's few are decoded and cached one by one, for the reads after.
+        read = read_segments_together if len(snap.segments) > 64 else read_segment_tables
         try:
-            new_tables, segs = read_segment_tables(store, snap.segments)
+            new_tables, segs = read(store, snap.segments)
         except FileNotFoundError:
             continue  # a segment vanished: only gc deletes, and only covered ones; relist
         full_in, reduced_in = _inputs(base, runs, merge_all)

@@ -51,6 +51,7 @@ __all__ = [
     "read_file_tables",
     "read_segment_tables",
     "read_segments_at_once",
+    "read_segments_together",
     "take_snapshot",
 ]
 
@@ -321,9 +322,18 @@ def read_segments_at_once(store: Store, segments: list[tuple[str, SegmentName]])
     of them. A damaged segment makes it fall back to :func:`read_segment_tables` (which
     skips and reports it). :class:`FileNotFoundError` if one vanished since the listing.
     """
+    return read_segments_together(store, segments)[0]
+
+
+def read_segments_together(
+    store: Store, segments: list[tuple[str, SegmentName]]
+) -> tuple[list[pa.Table], list[tuple[str, SegmentName]]]:
+    """:func:`read_segments_at_once`, and which segments were read (a damaged one is not):
+    what a compaction of thousands of segments covers. One Arrow table per segment cost
+    ~15 KB of memory each outside Arrow's pool (500 MB for 20,000 segments)."""
     jsonl = [(p, s) for p, s in segments if s.ext == "jsonl" and store.cache.get(p) is None]
     if len(jsonl) < 2:
-        return read_segment_tables(store, segments)[0]
+        return read_segment_tables(store, segments)
     fetched = fetch(store, [p for p, _ in jsonl])
     blobs: list[bytes] = []
     for p, _ in jsonl:
@@ -333,13 +343,15 @@ def read_segments_at_once(store: Store, segments: list[tuple[str, SegmentName]])
         if isinstance(data, BaseException):
             raise data
         blobs.append(data)
+    del fetched
     try:
         (table,) = decode_jsonl_many(blobs, whole=True)
     except StoreError:
-        return read_segment_tables(store, segments)[0]
+        return read_segment_tables(store, segments)
+    del blobs
     done = {p for p, _ in jsonl}
-    rest, _ = read_segment_tables(store, [(p, s) for p, s in segments if p not in done])
-    return [table, *rest]
+    rest, read = read_segment_tables(store, [(p, s) for p, s in segments if p not in done])
+    return [table, *rest], [*jsonl, *read]
 
 
 def _decode_jsonl_batch(store: Store, items: list[tuple[str, bytes]]) -> dict[str, pa.Table]:
