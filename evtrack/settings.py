@@ -110,7 +110,7 @@ SETTINGS: tuple[Setting, ...] = (
         "auto_compact_batch",
         100,
         "EVTRACK_AUTO_COMPACT_BATCH",
-        "Runs ended by this process in one experiment that are compacted together in the background (a sweep's small runs); 0 turns it off.",
+        "Small runs (under auto_compact_min_events events) ended by this process in one experiment that are compacted together in the background (a sweep's); 0 turns it off.",
         int,
     ),
     Setting(

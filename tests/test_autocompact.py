@@ -208,3 +208,25 @@ def test_small_batches(tmp_path, monkeypatch, batch):
     batcher.wait()
     left = {s.scope for _, s in snapshot.take_snapshot(client.store.layout, exp).segments}
     assert left & set(ids) == set(batcher.pending(exp)) and len(batcher.pending(exp)) < batch
+
+
+def test_runs_of_many_events_are_not_batched(tmp_path, monkeypatch):
+    """A long run is a few large segments, cheap to read: batching those (an import of
+    long histories) would cost more than it saves."""
+    monkeypatch.setenv("EVTRACK_AUTO_COMPACT_BATCH", "2")
+    monkeypatch.setenv("EVTRACK_AUTO_COMPACT_MIN_EVENTS", "50")
+    client = evtrack.MlflowClient(str(tmp_path / "s"))
+    exp = client.create_experiment("long")
+    for _ in range(4):
+        run_id = client.create_run(exp).info.run_id
+        client.log_batch(run_id, metrics=[Metric("m", float(i), 0, i) for i in range(60)])
+        client.set_terminated(run_id)
+    batcher = ended_runs(client.store.layout)
+    batcher.wait()
+    assert batcher.pending(exp) == [] and batcher.batches == 0
+    assert read_manifest(client.store.layout, exp).version == 0
+    short = _sweep(client, exp, 2)  # runs of a few events still are
+    batcher.wait()
+    assert batcher.batches == 1
+    left = {s.scope for _, s in snapshot.take_snapshot(client.store.layout, exp).segments}
+    assert not left & set(short)

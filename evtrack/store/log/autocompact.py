@@ -4,8 +4,9 @@ A sweep ends hundreds of small runs a minute. Left uncompacted, each is two or t
 segments that every later search must read: one GET each on an object store (a search
 over 1,000 such runs on S3 made ~2,000 requests), one file each locally. Compacting each
 run as it ends (``compact_run``) would cost DuckDB and a manifest commit per run in the
-middle of the sweep, and leave a file per run. So a store counts the runs *this process*
-ends, per experiment, and once :data:`~evtrack.settings` ``auto_compact_batch`` of them
+middle of the sweep, and leave a file per run. So a store counts the small runs (fewer
+than ``auto_compact_min_events`` events written by this process: a long run is a few
+large segments, cheap to read) *this process* ends, per experiment, and once :data:`~evtrack.settings` ``auto_compact_batch`` of them
 have ended, one background thread compacts them together
 (:func:`~evtrack.store.log.compaction.compact_runs`: one listing, one pair of files,
 one manifest commit). The segments it reads are mostly the ones this process has just

@@ -70,8 +70,9 @@ class RunWrites(ABC):
     def _logged_params(self, run_id: str) -> dict[str, str]:
         """The params already stored for a run (read once per run and process)."""
 
-    def _run_ended(self, experiment_id: str, run_id: str) -> None:
-        """Called once a run's end is durable (a store that compacts ended runs notes it)."""
+    def _run_ended(self, experiment_id: str, run_id: str, written: int) -> None:
+        """Called once a run's end is durable, with the number of the run's events this
+        process wrote (a store that compacts ended runs notes it)."""
         return None
 
     def _commit(self, run_id: str | None = None) -> None:
@@ -310,11 +311,12 @@ class RunWrites(ABC):
         self.writer.add(experiment_id, run_id, "run", "end_time", str(end_time), time_ms=t)
         try:
             self._commit(run_id)
+            written = self.writer.written(run_id)  # forgotten by release()
         finally:
             # A finished run's buffer would otherwise be visited by every later flush.
             self.writer.release(experiment_id, run_id)
             self._params.pop(run_id, None)
-        self._run_ended(experiment_id, run_id)
+        self._run_ended(experiment_id, run_id, written)
 
     def _set_run_stage(self, run_id: str, stage: str) -> None:
         run = self.get_run(run_id)

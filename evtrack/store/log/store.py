@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from evtrack import settings
 from evtrack.clock import now_ms
 from evtrack.entities import (
     DatasetInput,
@@ -135,8 +136,6 @@ class LogStore(RunWrites):
             self.writer.add(experiment_id, None, "experiment", key, str(value), time_ms=t)
 
     def _default_artifact_location(self, experiment_id: str) -> str:
-        from evtrack import settings
-
         root = self.artifact_root or settings.get("artifact_root")
         if root:
             return f"{root.rstrip('/')}/{experiment_id}"
@@ -613,8 +612,12 @@ class LogStore(RunWrites):
 
     # -- evtrack extras ------------------------------------------------------------------
 
-    def _run_ended(self, experiment_id: str, run_id: str) -> None:
-        ended_runs(self.layout).note(experiment_id, run_id)
+    def _run_ended(self, experiment_id: str, run_id: str, written: int) -> None:
+        # Small runs only (a sweep's): a run of many events is a few large segments,
+        # cheap to read, and compacting a batch of them (an import of long histories)
+        # would cost more than it saves; ``end_run`` compacts those one by one.
+        if written < settings.get("auto_compact_min_events"):
+            ended_runs(self.layout).note(experiment_id, run_id)
 
     def compact_run(self, experiment_id: str, run_id: str) -> None:
         from evtrack.store.log.compaction import compact_run
