@@ -504,3 +504,53 @@ def test_reduce_prefilter_of_long_series_keeps_the_latest_metric():
     assert reduced.num_rows < 2_000
     names = ["latest_metrics", "params", "tags"]
     assert views(reduced.cast(event_schema()), names) == views(rows, names)
+
+
+def test_count_events_reads_only_kinds_and_equals_the_views(log_store_uri, monkeypatch):
+    """What `evtrack import` prints beside the source: every metric point once, from the
+    JSONL and Parquet segments and the compacted files, before and after compaction."""
+    import numpy as np
+
+    monkeypatch.setenv("EVTRACK_AUTO_COMPACT", "false")
+    client = evtrack.MlflowClient(log_store_uri)
+    exp = client.create_experiment("counts")
+    store = client.store.layout
+
+    def views_count() -> int:
+        return client.sql("select count(*) from metrics").fetchall()[0][0]
+
+    for i in range(3):
+        run_id = client.create_run(exp).info.run_id
+        client.log_param(run_id, "p", str(i))
+        client.log_metric(run_id, "m", 1.0, step=0)  # JSONL
+        client.log_metric_series(run_id, "s", np.arange(5_000, dtype="float64"))  # Parquet
+        client.set_terminated(run_id)
+    client.flush()
+    assert snapshot.count_events(store, [exp], "metric") == views_count() == 3 * 5_001
+    compaction.compact_run(store, exp, run_id)  # one run compacted, two not
+    assert snapshot.count_events(store, [exp], "metric") == views_count()
+    compaction.compact_experiment(store, exp)
+    assert snapshot.count_events(store, [exp], "metric") == views_count() == 3 * 5_001
+    assert snapshot.count_events(store, [exp], "param") == 3
+    counts = client.store.counts([exp])
+    assert counts == {
+        "runs": 3,
+        "deleted runs": 0,
+        "params": 3,
+        "tags": counts["tags"],
+        "metric points": 15_003,
+    }
+
+
+def test_count_events_gives_up_on_a_damaged_segment(tmp_path):
+    client = evtrack.MlflowClient(str(tmp_path / "s"))
+    exp = client.create_experiment("damaged")
+    run_id = client.create_run(exp).info.run_id
+    client.log_metric(run_id, "m", 1.0)
+    client.flush()
+    store = client.store.layout
+    (path, _), *_ = snapshot.list_segments(store, exp, run_id)
+    with open(path, "wb") as f:
+        f.write(b"not a segment")
+    assert snapshot.count_events(store, [exp], "metric") is None
+    assert client.store.counts([exp])["metric points"] == 0  # the views skip it

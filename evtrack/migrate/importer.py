@@ -340,16 +340,23 @@ class _Importer:
         src_runs = [r for e in chosen for r in runs[e.experiment_id]]
         points = sum(sum(self._source_counts(r).values()) for r in src_runs)
         ids = sorted(self.report.experiments[e.experiment_id] for e in chosen)
-        in_ids = "experiment_id in (select unnest($ids))"
-        n_runs, n_deleted, n_params, n_tags, n_points = self.client.sql(
-            f"""select
-                (select count(*) from runs where {in_ids}),
-                (select count(*) from runs where {in_ids} and lifecycle_stage = 'deleted'),
-                (select count(*) from params where {in_ids}),
-                (select count(*) from tags where {in_ids}),
-                (select count(*) from metrics where {in_ids})""",
-            {"ids": ids},
-        ).fetchall()[0]
+        counts = getattr(self.client.store, "counts", None)
+        if counts is not None:  # the event log: without decoding every point
+            have = counts(ids)
+            n_runs, n_deleted, n_params, n_tags, n_points = (
+                have[k] for k in ("runs", "deleted runs", "params", "tags", "metric points")
+            )
+        else:  # an evtrack server: through its SQL endpoint
+            in_ids = "experiment_id in (select unnest($ids))"
+            n_runs, n_deleted, n_params, n_tags, n_points = self.client.sql(
+                f"""select
+                    (select count(*) from runs where {in_ids}),
+                    (select count(*) from runs where {in_ids} and lifecycle_stage = 'deleted'),
+                    (select count(*) from params where {in_ids}),
+                    (select count(*) from tags where {in_ids}),
+                    (select count(*) from metrics where {in_ids})""",
+                {"ids": ids},
+            ).fetchall()[0]
         self.report.counts = {
             "experiments": (len(chosen), len(ids)),
             "runs": (len(src_runs), n_runs),

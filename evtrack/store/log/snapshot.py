@@ -42,6 +42,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "Snapshot",
+    "count_events",
     "damaged_files",
     "decode_compacted",
     "fetch",
@@ -403,6 +404,53 @@ def read_events(
         # DuckDB scans an Arrow table chunk by chunk: thousands of tiny chunks (one per
         # segment) made a search over 10,000 uncompacted runs ~50x slower.
         return table.combine_chunks() if len(tables) > 16 else table
+    raise AssertionError("unreachable")
+
+
+def count_events(
+    store: Store, experiment_ids: list[str], kind: str, attempts: int = 5
+) -> int | None:
+    """How many events of ``kind`` some experiments hold, every one counted once.
+
+    Reads only each Parquet file's ``kind`` column (dictionary-encoded: a few bytes per
+    row group), where a full read decodes every column: counting the 10 M metric points
+    of an import took 4.6 s through the views. None if a file is damaged: the caller
+    counts through the views, which skip and report it.
+    """
+    import pyarrow.parquet as pq
+
+    from evtrack.store.log.columns import column_equals
+
+    def count(data: bytes, path: str) -> int:
+        if path.endswith(".jsonl"):
+            column = decode(data, "jsonl", where=path).column("kind")
+        else:
+            pf = pq.ParquetFile(io.BytesIO(data), read_dictionary=DICTIONARY_COLUMNS)
+            column = pf.read(columns=["kind"]).column("kind")
+        return sum(chunk.true_count for chunk in column_equals(column, kind).chunks)
+
+    for attempt in range(attempts):
+        total = 0
+        try:
+            for experiment_id in experiment_ids:
+                snap = take_snapshot(store, experiment_id)
+                paths = [snap.file_path(store, f) for f in snap.files]
+                paths += [p for p, _ in snap.segments]
+                blobs = fetch(store, paths)
+                for path in paths:
+                    data = blobs[path]
+                    if isinstance(data, BaseException):
+                        raise data
+                    total += count(data, path)
+        except FileNotFoundError:
+            if attempt == attempts - 1:
+                raise StoreUnavailable(
+                    f"The store at {store.uri} kept changing while it was counted; try again."
+                ) from None
+            continue
+        except (StoreError, OSError, ValueError):
+            return None  # damaged: left to the views' read, which reports it
+        return total
     raise AssertionError("unreachable")
 
 

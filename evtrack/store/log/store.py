@@ -619,6 +619,41 @@ class LogStore(RunWrites):
         if written < settings.get("auto_compact_min_events"):
             ended_runs(self.layout).note(experiment_id, run_id)
 
+    def counts(self, experiment_ids: list[str]) -> dict[str, int]:
+        """Runs, deleted runs, params, tags and metric points of some experiments.
+
+        What ``evtrack import`` prints beside the source's numbers. Runs, params and tags
+        come from the reduced files (their views are complete there); points from each
+        file's ``kind`` column alone, not a decode of every event (10 M points: 4.6 s
+        through the views).
+        """
+        from evtrack.store.log.snapshot import count_events
+
+        ids = [e for e in experiment_ids if e in set(self.layout.list_experiment_ids())]
+        con = self._read(ids)
+        try:
+            n_runs, n_deleted, n_params, n_tags = con.execute(
+                """select (select count(*) from runs),
+                    (select count(*) from runs where lifecycle_stage = 'deleted'),
+                    (select count(*) from params), (select count(*) from tags)"""
+            ).fetchall()[0]
+        finally:
+            con.close()
+        points = count_events(self.layout, ids, "metric")
+        if points is None:  # a damaged file: the views skip and report it
+            con = self._read(ids, history=True)
+            try:
+                (points,) = con.execute("select count(*) from metrics").fetchall()[0]
+            finally:
+                con.close()
+        return {
+            "runs": n_runs,
+            "deleted runs": n_deleted,
+            "params": n_params,
+            "tags": n_tags,
+            "metric points": points,
+        }
+
     def compact_run(self, experiment_id: str, run_id: str) -> None:
         from evtrack.store.log.compaction import compact_run
 
