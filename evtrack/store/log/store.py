@@ -629,7 +629,8 @@ class LogStore(RunWrites):
         """
         from evtrack.store.log.snapshot import count_events
 
-        ids = [e for e in experiment_ids if e in set(self.layout.list_experiment_ids())]
+        known = set(self.layout.list_experiment_ids())
+        ids = [e for e in experiment_ids if e in known]
         con = self._read(ids)
         try:
             n_runs, n_deleted, n_params, n_tags = con.execute(
