@@ -158,6 +158,8 @@ def save(store: Store, experiment_id: str, summary: RunSummary | None) -> None:
         except OSError:
             pass
         return
+    from evtrack.store.log.index_cache import write_file
+
     body = [
         _header(store, experiment_id),
         summary.mark,
@@ -167,18 +169,7 @@ def save(store: Store, experiment_id: str, summary: RunSummary | None) -> None:
             for r in summary.runs
         ],
     ]
-    tmp = f"{path}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
-    try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(tmp, "wb") as f:
-            f.write(_MAGIC + marshal.dumps(body, 4))
-        os.replace(tmp, path)  # atomic: readers see the old file or the new one
-    except (OSError, ValueError) as exc:
-        _log.debug("evtrack: could not save the run summary %s: %s", path, exc)
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+    write_file(path, lambda: _MAGIC + marshal.dumps(body, 4))
 
 
 def load(store: Store, experiment_id: str) -> RunSummary | None:
