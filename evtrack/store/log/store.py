@@ -621,8 +621,13 @@ class LogStore(RunWrites):
                 listed = self.layout.listdir(self.layout.events_dir(experiment_id))
             except FileNotFoundError:
                 return None
-            names = frozenset(n for n in listed if _parse(n) is not None)
-            if summary.mark != mark or summary.names != names:
+            # Exactly the segments it covers: all of them listed, and nothing else listed
+            # but non-segments (a temporary file being renamed); parse only the others.
+            listed_set = set(listed)
+            extra = listed_set.difference(summary.names)
+            if summary.mark != mark or len(listed_set) - len(extra) != len(summary.names):
+                return None
+            if any(_parse(n) is not None for n in extra):
                 return None
             out.append(summary)
         return out
