@@ -21,6 +21,7 @@ validated once — over the runs in Python, and must give exactly the rows the S
 
 from __future__ import annotations
 
+import operator
 import re
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -70,31 +71,32 @@ def like(value: str, pattern: str, case_insensitive: bool = False) -> bool:
     return _like_regex(pattern).fullmatch(value) is not None
 
 
-def _test(actual: Any, comparator: str, value: Any) -> bool:
-    """``actual <comparator> value`` under SQL's rules: NULL compares to nothing."""
-    if actual is None:
-        return False
-    if comparator == "=":
-        return bool(actual == value)
-    if comparator == "!=":
-        return bool(actual != value)
-    if comparator == "<":
-        return bool(actual < value)
-    if comparator == "<=":
-        return bool(actual <= value)
-    if comparator == ">":
-        return bool(actual > value)
-    if comparator == ">=":
-        return bool(actual >= value)
-    if comparator == "LIKE":
-        return like(actual, value)
-    if comparator == "ILIKE":
-        return like(actual, value, case_insensitive=True)
-    if comparator == "IN":
-        return actual in value
-    if comparator == "NOT IN":
-        return actual not in value
-    raise ValueError(f"unknown comparator {comparator!r}")  # the parser allows no other
+def _tester(comparator: str, value: Any) -> Callable[[Any], bool]:
+    """``actual <comparator> value`` as a function of ``actual``, under SQL's rules: NULL
+    (None) compares to nothing, not even with ``!=`` or ``NOT IN``."""
+    if comparator in ("LIKE", "ILIKE"):
+        insensitive = comparator == "ILIKE"
+        regex = _like_regex(_lower(value) if insensitive else value)
+        if insensitive:
+            return lambda a: a is not None and regex.fullmatch(_lower(a)) is not None
+        return lambda a: a is not None and regex.fullmatch(a) is not None
+    if comparator in ("IN", "NOT IN"):
+        values = frozenset(value)
+        if comparator == "IN":
+            return lambda a: a is not None and a in values
+        return lambda a: a is not None and a not in values
+    op = _OPERATORS[comparator]  # KeyError: the parser allows no other comparator
+    return lambda a: a is not None and bool(op(a, value))
+
+
+_OPERATORS: dict[str, Callable[[Any, Any], Any]] = {
+    "=": operator.eq,
+    "!=": operator.ne,
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+}
 
 
 def _clamp(value: float) -> float:
@@ -111,36 +113,43 @@ def _metric(run: SearchableRun, key: str) -> tuple[bool, float | None]:
 
 
 def _predicate(c: Comparison) -> Callable[[SearchableRun], bool]:
-    comparator, value = c.comparator, c.value
+    comparator = c.comparator
+    if comparator in ("IS NULL", "IS NOT NULL"):
+        present = comparator == "IS NOT NULL"
+        key = c.key
+        if c.entity_type == "metric":
+            return lambda r: _metric(r, key)[0] is present
+        mapping = "params" if c.entity_type == "parameter" else "tags"
+        return lambda r: (key in getattr(r, mapping)) is present
+    test = _tester(comparator, c.value)
     if c.entity_type == "attribute" and c.key != "run_name":
         key = c.key
-        return lambda r: _test(r.info.get(key), comparator, value)
+        return lambda r: test(r.info.get(key))
     if c.entity_type == "dataset":
         at = _DATASET_FIELDS[c.key]
-        return lambda r: any(_test(i[at], comparator, value) for i in r.inputs)
+        return lambda r: any(test(i[at]) for i in r.inputs)
     if c.entity_type == "metric":
         key = c.key
-        if comparator in ("IS NULL", "IS NOT NULL"):
-            present = comparator == "IS NOT NULL"
-            return lambda r: _metric(r, key)[0] is present
+        nan_matches = comparator == "!="  # NaN satisfies only "!="
 
         def metric_test(r: SearchableRun) -> bool:
-            found, actual = _metric(r, key)
-            if not found or actual is None:
-                return False
-            if actual != actual:  # NaN satisfies only "!="
-                return comparator == "!="
-            return _test(_clamp(actual), comparator, value)
+            for k, actual, _ts, _step in r.metrics:
+                if k == key:
+                    if actual is None:
+                        return False
+                    if actual != actual:
+                        return nan_matches
+                    return test(max(min(actual, _DBL_MAX), -_DBL_MAX))
+            return False
 
         return metric_test
     if c.entity_type == "attribute":  # run_name: MLflow reads the mlflow.runName tag
-        mapping, key = "tags", RUN_NAME_TAG
-    else:
-        mapping, key = ("params" if c.entity_type == "parameter" else "tags"), c.key
-    if comparator in ("IS NULL", "IS NOT NULL"):
-        present = comparator == "IS NOT NULL"
-        return lambda r: (key in getattr(r, mapping)) is present
-    return lambda r: _test(getattr(r, mapping).get(key), comparator, value)
+        return lambda r: test(r.tags.get(RUN_NAME_TAG))
+    if c.entity_type == "parameter":
+        key = c.key
+        return lambda r: test(r.params.get(key))
+    key = c.key
+    return lambda r: test(r.tags.get(key))
 
 
 # A sort level: (rank of the row: 0 a value, >0 NaN or missing; the value; descending).

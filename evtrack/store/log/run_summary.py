@@ -19,9 +19,10 @@ folder lists *exactly* those segment names (no segment new, none gone). Anything
 (a run logged to since, a compaction, gc, a damaged or other-format file) and the search
 takes the index path, which folds and rewrites both files.
 
-Limits: written only for experiments of at most :data:`MAX_RUNS` runs; beyond that,
-decoding the summary costs about what importing DuckDB does, and the index path is
-already faster than MLflow. Writes are atomic (temporary file, then rename), so
+Limits: written only for experiments of at most :data:`MAX_RUNS` runs, and only when
+the index is saved (so after a few new runs a fresh process takes the index path until
+the next save). A process answering from summaries evaluates each search in Python
+(~3 ms per 1,000 runs once loaded) and never folds, until the store changes. Writes are atomic (temporary file, then rename), so
 processes sharing the folder see one whole file or the other.
 """
 
@@ -47,8 +48,12 @@ _log = logging.getLogger(__name__)
 FORMAT = 1
 _MAGIC = b"EVTRACK-RUN-SUMMARY\n"
 
-#: Experiments with more runs get no summary (measured: at 20,000 runs loading it costs
-#: about as much as importing pyarrow and DuckDB and reading the saved index).
+#: Experiments with more runs get no summary. Measured at 10,000 runs of 3 params, 3
+#: metrics, 2 tags: a 4.8 MB file, a first search of ~0.09 s (load ~0.03 s, listing, the
+#: Python evaluation), later ones ~0.03 s; writing it adds ~0.14 s to each save of the
+#: index. Twice that at 20,000 still beats importing pyarrow and DuckDB (~0.3 s); beyond,
+#: the index path catches up (1.0 s vs MLflow's 2.2 s at 100,000) and the file would cost
+#: every save more than it saves.
 MAX_RUNS = 20_000
 
 #: The runs view's columns, in the order a summary's run row holds them.
@@ -116,9 +121,17 @@ def from_tables(
     if runs_table.num_rows > MAX_RUNS:
         return None
 
+    # One object per distinct string (keys, repeated values): marshal writes an object
+    # met again as a back-reference, so the file is smaller and decodes faster. Strings
+    # only: numbers that compare equal (0.0 and -0.0, 1 and 1.0) must stay apart.
+    memo: dict[str, str] = {}
+
+    def share(col: list[Any]) -> list[Any]:
+        return [memo.setdefault(v, v) if type(v) is str else v for v in col]
+
     def columns(name: str, cols: tuple[str, ...]) -> list[tuple[Any, ...]]:
         t = tables[name]
-        return list(zip(*(t.column(c).to_pylist() for c in cols)))
+        return list(zip(*(share(t.column(c).to_pylist()) for c in cols)))
 
     runs: dict[str, SummaryRun] = {}
     for row in columns("runs", RUN_COLUMNS):
@@ -163,7 +176,7 @@ def save(store: Store, experiment_id: str, summary: RunSummary | None) -> None:
     body = [
         _header(store, experiment_id),
         summary.mark,
-        sorted(summary.names),
+        "\n".join(sorted(summary.names)),  # one string: decoded much faster than a list
         [
             [[r.info[c] for c in RUN_COLUMNS], r.params, r.tags, r.metrics, r.inputs]
             for r in summary.runs
@@ -192,7 +205,7 @@ def load(store: Store, experiment_id: str) -> RunSummary | None:
             SummaryRun(dict(zip(RUN_COLUMNS, info)), params, tags, metrics, inputs)
             for info, params, tags, metrics, inputs in rows
         ]
-        return RunSummary(list(mark), frozenset(names), runs)
+        return RunSummary(list(mark), frozenset(names.split("\n") if names else ()), runs)
     except Exception as exc:  # noqa: BLE001 - a damaged file is ignored and rewritten
         _log.debug("evtrack: ignoring a damaged run summary %s: %s", path, exc)
         return None
