@@ -25,6 +25,7 @@ from evtrack.store.log.compaction import compact_experiment
 from evtrack.store.log.maintenance import gc
 
 sys.path.insert(0, str(Path(__file__).parent))
+import test_search_compiler  # noqa: E402
 from test_search_vs_mlflow import (  # noqa: E402
     FILTER_CORPUS,
     ORDER_CORPUS,
@@ -142,6 +143,12 @@ def spec_store(tmp_path_factory: pytest.TempPathFactory) -> Any:
     mp.undo()
 
 
+def _parametrized(test: Any) -> list[tuple[Any, ...]]:
+    """The argument tuples of a test's ``pytest.mark.parametrize``."""
+    marks = [m for m in getattr(test, "pytestmark", []) if m.name == "parametrize"]
+    return [tuple(v) for m in marks for v in m.args[1]]
+
+
 def _cases(exp_ids: list[str], run_ids: list[str]) -> list[dict]:
     cases = []
     for query in RUN_QUERIES.values():
@@ -197,6 +204,14 @@ def _cases(exp_ids: list[str], run_ids: list[str]) -> list[dict]:
         for view in (1, 3):
             cases.append({"experiments": both, "order_by": order, "view": view})
         cases.append({"experiments": both, "order_by": order, "max_results": 9, "view": 3})
+    # test_search_compiler's filters and orders (written for its own small data set).
+    compiler_filters = _parametrized(test_search_compiler.test_filters)
+    compiler_orders = _parametrized(test_search_compiler.test_order_by)
+    assert compiler_filters and compiler_orders
+    for text, _expected_names in compiler_filters:
+        cases.append({"experiments": both, "filter": text, "view": 3})
+    for order, _expected_names in compiler_orders:
+        cases.append({"experiments": both, "order_by": order, "view": 3, "max_results": 11})
     cases.append({"experiments": [], "view": 3})
     cases.append({"experiments": [*both, "404"], "view": 3, "max_results": 13})
     cases.append({"experiments": [exp_ids[1], exp_ids[0]], "filter": "metrics.acc > 0"})
