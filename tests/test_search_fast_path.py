@@ -323,13 +323,19 @@ def _fresh(uri: str, exp: str, cache: str, flt: str = "") -> dict:
     return json.loads(out.split("RESULT ", 1)[1])
 
 
+@pytest.mark.parametrize("where", ["local", "s3"])
 def test_a_fresh_search_imports_neither_pyarrow_nor_duckdb(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest, where: str
 ) -> None:
     cache = str(tmp_path / "cache")
     monkeypatch.setenv("EVTRACK_INDEX_CACHE_DIR", cache)
+    if where == "s3":
+        from s3_server import new_s3_uri
+
+        uri = new_s3_uri(request)  # sets the credentials the child processes inherit
+    else:
+        uri = str(tmp_path / "s")
     env = subprocess_env(EVTRACK_INDEX_CACHE_DIR=cache, EVTRACK_AUTO_COMPACT="false")
-    uri = str(tmp_path / "s")
     writer = """
 import sys, evtrack
 c = evtrack.MlflowClient(sys.argv[1])
