@@ -15,7 +15,7 @@ from helpers import run_python, subprocess_env
 
 import evtrack
 from evtrack.entities import Metric, Param, RunTag
-from evtrack.store.log import index_cache
+from evtrack.store.log import index_cache, run_summary
 from evtrack.store.log.compaction import compact_experiment
 from evtrack.store.log.maintenance import gc
 from evtrack.store.log.manifest import read_manifest
@@ -199,6 +199,8 @@ def test_a_damaged_saved_index_is_ignored_and_rewritten(tmp_path, monkeypatch):
     for damaged in (data[: len(data) // 2], b"garbage", data[:40] + b"x" + data[41:]):
         with open(path, "wb") as f:
             f.write(damaged)
+        # Without the plain-Python summary, which would answer without the index.
+        run_summary.save(client.store.layout, exp, None)
         got = fresh.check()
         assert len(got["runs"]) == 4 and got["fetched"] == _segments(client, exp)
         assert index_cache.load(client.store.layout, exp) is not None  # rewritten whole

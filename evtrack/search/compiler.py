@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import json
 import sys
 from collections.abc import Sequence
@@ -118,6 +119,11 @@ class SearchQuery:
     params: list[Any]
     offset: int
     max_results: int | None
+    # The parsed search, for evaluate.py's plain-Python twin of the SQL (runs only).
+    experiment_ids: tuple[str, ...] = ()
+    stages: tuple[str, ...] = ()
+    comparisons: tuple[Comparison, ...] = ()
+    order: tuple[OrderBy, ...] = ()
 
     def page(self, ids: Sequence[str]) -> tuple[list[str], str | None]:
         """Split the rows of :attr:`sql` into this page and the next page's token."""
@@ -320,7 +326,14 @@ def build_search_runs(
         ["SELECT r.run_id", "FROM runs AS r", *sql.joins]
         + ["WHERE " + "\n  AND ".join(sql.where), "ORDER BY " + ",\n  ".join(sql.order)]
     )
-    return _paged(text, [*sql.join_params, *sql.where_params], max_results, offset)
+    query = _paged(text, [*sql.join_params, *sql.where_params], max_results, offset)
+    return dataclasses.replace(
+        query,
+        experiment_ids=tuple(ids),
+        stages=tuple(stages),
+        comparisons=tuple(comparisons),
+        order=tuple(order),
+    )
 
 
 def compile_search_runs(

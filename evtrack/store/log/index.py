@@ -198,6 +198,13 @@ class RunIndex:
             assert entry.con is not None and entry.rows is not None
             return entry.con.cursor(), entry.rows
 
+    def folded_any(self, experiment_ids: list[str]) -> bool:
+        """Whether this process already folded any of ``experiment_ids`` (its tables are
+        then the fastest way to answer, and kept up to date by :meth:`cursor`)."""
+        wanted = set(experiment_ids)
+        with self._lock:
+            return any(wanted.intersection(key) for key in self._entries)
+
     def close(self) -> None:
         with self._lock:
             entries = list(self._entries.values())
@@ -315,7 +322,7 @@ class RunIndex:
         import duckdb
         import pyarrow as pa
 
-        from evtrack.store.log import index_cache
+        from evtrack.store.log import index_cache, run_summary
         from evtrack.store.log.snapshot import _parse
 
         states = [entry.experiments[e] for e in key]
@@ -332,6 +339,10 @@ class RunIndex:
                     state.mark, names, _events(state), state.tables
                 )
                 index_cache.save(self.store, experiment_id, cached)
+                # And the plain-Python summary a fresh process searches without pyarrow
+                # or DuckDB while nothing changes (run_summary.py).
+                summary = run_summary.from_tables(state.mark, names, state.tables)
+                run_summary.save(self.store, experiment_id, summary)
         # One thread: these are small queries, where a pool's hand-offs cost more than
         # the scan (several times more on a busy machine).
         con = duckdb.connect(config={"threads": 1})

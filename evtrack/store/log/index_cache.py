@@ -118,15 +118,20 @@ def save(store: Store, experiment_id: str, cached: CachedExperiment) -> None:
     path = cache_path(store, experiment_id)
     if path is None:
         return
-    tmp = f"{path}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
     _prune(os.path.dirname(os.path.dirname(path)))
+    write_file(path, lambda: _encode(store, experiment_id, cached))
+
+
+def write_file(path: str, encode: Callable[[], bytes]) -> None:
+    """Write ``encode()`` to ``path`` atomically, best effort (a failure is logged)."""
+    tmp = f"{path}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(tmp, "wb") as f:
-            f.write(_encode(store, experiment_id, cached))
+            f.write(encode())
         os.replace(tmp, path)  # atomic: readers see the old file or the new one
-    except OSError as exc:
-        _log.debug("evtrack: could not save the run index cache %s: %s", path, exc)
+    except (OSError, ValueError) as exc:  # ValueError: marshal of an unexpected value
+        _log.debug("evtrack: could not save %s: %s", path, exc)
         try:
             os.unlink(tmp)
         except OSError:

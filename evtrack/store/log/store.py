@@ -58,6 +58,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import pyarrow as pa
 
     from evtrack.artifacts.repository import ArtifactRepository
+    from evtrack.store.log.run_summary import RunSummary
 
 __all__ = ["LogStore"]
 
@@ -87,6 +88,7 @@ class LogStore(RunWrites):
         self._experiments: dict[str, tuple[float, Experiment]] = {}  # for create_run only
         self._default_ready = False
         self._index = RunIndex(self.layout)
+        self._summaries: dict[str, RunSummary] = {}  # run_summary.load()s of this process
 
     def __repr__(self) -> str:
         return f"LogStore({self.uri!r})"
@@ -573,15 +575,62 @@ class LogStore(RunWrites):
         self.ensure_ready()
         self.writer.flush()
         known = set(self.layout.list_experiment_ids())
+        wanted = [e for e in experiment_ids if e in known]
+        if not wanted:  # no experiment to read (the SQL would select nothing)
+            return PagedList([], None)
+        summaries = self._current_summaries(wanted)
+        if summaries is not None:
+            # A fresh process, nothing changed since the index was saved: plain Python,
+            # neither pyarrow nor DuckDB imported (store/log/run_summary.py).
+            from evtrack.search.evaluate import evaluate_search_runs
+
+            by_id = {r.info["run_id"]: r for s in summaries for r in s.runs}
+            ids, token = query.page(evaluate_search_runs(query, by_id.values()))
+            return PagedList([by_id[i].to_run() for i in ids], token)
         # The runs' folded state, kept between calls and brought up to date from a
         # fresh listing (see store/log/index.py).
-        con, rows = self._index.cursor([e for e in experiment_ids if e in known])
+        con, rows = self._index.cursor(wanted)
         try:
             found = [r[0] for r in con.execute(query.sql, query.params).fetchall()]
         finally:
             con.close()
         ids, token = query.page(found)
         return PagedList(rows.runs(ids), token)
+
+    def _current_summaries(self, experiment_ids: list[str]) -> list[RunSummary] | None:
+        """The saved run summaries of ``experiment_ids`` if this process has not folded
+        them yet and a fresh listing proves every one current (same manifest mark, the
+        events folder lists exactly the segments it covers); else None (the index path)."""
+        from evtrack.store.log import run_summary
+        from evtrack.store.log.index_cache import manifest_mark
+        from evtrack.store.log.manifest import read_manifest
+        from evtrack.store.log.snapshot import _parse
+
+        if not experiment_ids or self._index.folded_any(experiment_ids):
+            return None
+        out = []
+        for experiment_id in dict.fromkeys(experiment_ids):
+            summary = self._summaries.get(experiment_id) or run_summary.load(
+                self.layout, experiment_id
+            )
+            if summary is None:
+                return None
+            self._summaries[experiment_id] = summary
+            try:  # the manifest first, then the names, as the index reads them
+                mark = manifest_mark(read_manifest(self.layout, experiment_id))
+                listed = self.layout.listdir(self.layout.events_dir(experiment_id))
+            except FileNotFoundError:
+                return None
+            # Exactly the segments it covers: all of them listed, and nothing else listed
+            # but non-segments (a temporary file being renamed); parse only the others.
+            listed_set = set(listed)
+            extra = listed_set.difference(summary.names)
+            if summary.mark != mark or len(listed_set) - len(extra) != len(summary.names):
+                return None
+            if any(_parse(n) is not None for n in extra):
+                return None
+            out.append(summary)
+        return out
 
     # -- artifacts -----------------------------------------------------------------------
 
