@@ -230,3 +230,21 @@ def test_runs_of_many_events_are_not_batched(tmp_path, monkeypatch):
     assert batcher.batches == 1
     left = {s.scope for _, s in snapshot.take_snapshot(client.store.layout, exp).segments}
     assert not left & set(short)
+
+
+def test_a_due_batch_finishes_at_exit_on_an_object_store(s3_server):
+    """A process that ends its last full batch of runs and exits at once: the batch is
+    compacted before the interpreter tears down s3fs's session and DuckDB (a daemon
+    thread joined from an exit hook found both gone, and the batch was lost)."""
+    uri = s3_server.uri()
+    client = evtrack.MlflowClient(uri)
+    exp = client.create_experiment("sweep")
+    client.flush()
+    proc = _sweeper(uri, exp, 14, 0)  # batches of 7: the second is due as the process exits
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0 and "done" in out
+    store = Store(uri)
+    left = {s.scope for _, s in snapshot.take_snapshot(store, exp).segments}
+    assert left <= {"_"}  # every run's segments covered
+    finished = client.search_runs([exp], "attributes.status = 'FINISHED'", max_results=100)
+    assert len(finished) == 14
