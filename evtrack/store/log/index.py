@@ -247,7 +247,7 @@ class RunIndex:
             _parse,
             read_events,
             read_file_tables,
-            read_segments_at_once,
+            read_segments_together,
         )
 
         state = entry.experiments.setdefault(experiment_id, _Experiment())
@@ -282,7 +282,7 @@ class RunIndex:
                         new.append((f"{folder}/{name}", seg))
                 try:
                     base = _events(state)
-                    tables = read_segments_at_once(self.store, new)
+                    tables = read_segments_together(self.store, new)[0]
                 except FileNotFoundError:
                     pass  # collected since the listing: read the experiment afresh below
                 except StoreError as exc:  # a damaged saved index: read afresh below
@@ -305,7 +305,7 @@ class RunIndex:
             tables = read_file_tables(self.store, snap)
         except DamagedCompactedFile:  # rare: let the general reader work around it
             tables, segments = [read_events(self.store, [experiment_id], None, False)], []
-        tables += read_segments_at_once(self.store, segments)  # FileNotFoundError: retry
+        tables += read_segments_together(self.store, segments)[0]  # FileNotFoundError: retry
         if len(tables) == 1 and len(snap.files) == 1:
             # One reduced file and nothing newer (a compacted experiment): already
             # reduced, as compaction wrote it.

@@ -26,8 +26,9 @@ from __future__ import annotations
 import io
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from evtrack.errors import StoreError, StoreUnavailable
 from evtrack.store.log.events import COLUMNS, DICTIONARY_COLUMNS, empty_table, event_schema
@@ -51,12 +52,13 @@ __all__ = [
     "read_experiment_events",
     "read_file_tables",
     "read_segment_tables",
-    "read_segments_at_once",
     "read_segments_together",
     "take_snapshot",
 ]
 
 _log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 _DAMAGED: dict[str, str] = {}
 _DAMAGED_LOCK = threading.Lock()
@@ -315,23 +317,19 @@ def read_segment_tables(
     return tables, read
 
 
-def read_segments_at_once(store: Store, segments: list[tuple[str, SegmentName]]) -> list[pa.Table]:
-    """The events of many segments as a few tables, for a reader that keeps its own state.
-
-    Unlike :func:`read_segment_tables` nothing is cached per segment and the JSONL ones
-    are decoded into one table: a first search over 10,000 uncompacted runs reads 20,000
-    of them. A damaged segment makes it fall back to :func:`read_segment_tables` (which
-    skips and reports it). :class:`FileNotFoundError` if one vanished since the listing.
-    """
-    return read_segments_together(store, segments)[0]
-
-
 def read_segments_together(
     store: Store, segments: list[tuple[str, SegmentName]]
 ) -> tuple[list[pa.Table], list[tuple[str, SegmentName]]]:
-    """:func:`read_segments_at_once`, and which segments were read (a damaged one is not):
-    what a compaction of thousands of segments covers. One Arrow table per segment cost
-    ~15 KB of memory each outside Arrow's pool (500 MB for 20,000 segments)."""
+    """The events of many segments as a few tables, and which segments were read.
+
+    For a reader that keeps its own state (the run index, a compaction): unlike
+    :func:`read_segment_tables` nothing is cached per segment and the JSONL ones are
+    decoded into one table — a first search over 10,000 uncompacted runs reads 20,000 of
+    them, and a table per segment cost ~15 KB of memory apiece outside Arrow's pool. A
+    damaged segment makes it fall back to :func:`read_segment_tables`, which skips and
+    reports it (it is then not among those read). :class:`FileNotFoundError` if one
+    vanished since the listing.
+    """
     jsonl = [(p, s) for p, s in segments if s.ext == "jsonl" and store.cache.get(p) is None]
     if len(jsonl) < 2:
         return read_segment_tables(store, segments)
@@ -371,6 +369,26 @@ def _decode_jsonl_batch(store: Store, items: list[tuple[str, bytes]]) -> dict[st
     return out
 
 
+def relisting(store: Store, read: Callable[[], T], attempts: int = 5) -> T:
+    """``read()``, again from a fresh listing while a file it listed is gone when read.
+
+    Only gc deletes, and only what a newer manifest covers, so a read that lost such a
+    race sees the new state on its next listing. :class:`StoreUnavailable` after
+    ``attempts`` losses in a row.
+    """
+    for attempt in range(attempts):
+        try:
+            return read()
+        except FileNotFoundError as exc:
+            if attempt == attempts - 1:
+                raise StoreUnavailable(
+                    f"The store at {store.uri} kept changing while it was read (a file "
+                    f"listed was gone when read, {attempts} times: {exc}). Another process "
+                    "is compacting or collecting garbage; try again."
+                ) from exc
+    raise AssertionError("unreachable")
+
+
 def read_events(
     store: Store,
     experiment_ids: list[str] | None = None,
@@ -381,30 +399,22 @@ def read_events(
     """Events of some experiments (default: all) or one run, as one Arrow table."""
     import pyarrow as pa
 
-    for attempt in range(attempts):
+    def read() -> list[pa.Table]:
         ids = store.list_experiment_ids() if experiment_ids is None else experiment_ids
         tables: list[pa.Table] = []
-        try:
-            for experiment_id in ids:
-                tables.extend(_experiment_tables(store, experiment_id, run_id, history))
-        except FileNotFoundError as exc:
-            if attempt == attempts - 1:
-                raise StoreUnavailable(
-                    f"The store at {store.uri} kept changing while it was read (a file "
-                    f"listed was gone when read, {attempts} times: {exc}). Another process "
-                    "is compacting or collecting garbage; try again."
-                ) from exc
-            continue
-        tables = [t for t in tables if t.num_rows]
-        if not tables:
-            return empty_table()
-        if len(tables) == 1:
-            return tables[0]
-        table = pa.concat_tables(tables)
-        # DuckDB scans an Arrow table chunk by chunk: thousands of tiny chunks (one per
-        # segment) made a search over 10,000 uncompacted runs ~50x slower.
-        return table.combine_chunks() if len(tables) > 16 else table
-    raise AssertionError("unreachable")
+        for experiment_id in ids:
+            tables.extend(_experiment_tables(store, experiment_id, run_id, history))
+        return [t for t in tables if t.num_rows]
+
+    tables = relisting(store, read, attempts)
+    if not tables:
+        return empty_table()
+    if len(tables) == 1:
+        return tables[0]
+    table = pa.concat_tables(tables)
+    # DuckDB scans an Arrow table chunk by chunk: thousands of tiny chunks (one per
+    # segment) made a search over 10,000 uncompacted runs ~50x slower.
+    return table.combine_chunks() if len(tables) > 16 else table
 
 
 def count_events(
@@ -429,29 +439,26 @@ def count_events(
             column = pf.read(columns=["kind"]).column("kind")
         return sum(chunk.true_count for chunk in column_equals(column, kind).chunks)
 
-    for attempt in range(attempts):
+    def read() -> int:
         total = 0
-        try:
-            for experiment_id in experiment_ids:
-                snap = take_snapshot(store, experiment_id)
-                paths = [snap.file_path(store, f) for f in snap.files]
-                paths += [p for p, _ in snap.segments]
-                blobs = fetch(store, paths)
-                for path in paths:
-                    data = blobs[path]
-                    if isinstance(data, BaseException):
-                        raise data
-                    total += count(data, path)
-        except FileNotFoundError:
-            if attempt == attempts - 1:
-                raise StoreUnavailable(
-                    f"The store at {store.uri} kept changing while it was counted; try again."
-                ) from None
-            continue
-        except (StoreError, OSError, ValueError):
-            return None  # damaged: left to the views' read, which reports it
+        for experiment_id in experiment_ids:
+            snap = take_snapshot(store, experiment_id)
+            paths = [snap.file_path(store, f) for f in snap.files]
+            paths += [p for p, _ in snap.segments]
+            blobs = fetch(store, paths)
+            for path in paths:
+                data = blobs[path]
+                if isinstance(data, BaseException):
+                    raise data
+                total += count(data, path)
         return total
-    raise AssertionError("unreachable")
+
+    try:
+        return relisting(store, read, attempts)
+    except (StoreError, ValueError, OSError) as exc:
+        if isinstance(exc, StoreUnavailable):
+            raise  # kept changing: not a damaged file
+        return None  # damaged: left to the views' read, which reports it
 
 
 def read_experiment_events(store: Store, experiment_ids: list[str], attempts: int = 5) -> pa.Table:
@@ -465,31 +472,25 @@ def read_experiment_events(store: Store, experiment_ids: list[str], attempts: in
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    for attempt in range(attempts):
+    def read() -> list[pa.Table]:
         tables: list[pa.Table] = []
-        try:
-            for experiment_id in experiment_ids:
-                snap = take_snapshot(store, experiment_id, "_", history=False)
-                manifest = snap.manifest
-                files = Snapshot(manifest, list(manifest.reduced), [])
-                try:
-                    whole = read_file_tables(store, files)
-                except DamagedCompactedFile:
-                    tables.append(read_events(store, [experiment_id], None, False))
-                    continue
-                tables.extend(t.filter(pc.is_null(t["run_id"])) for t in whole)
-                tables.extend(read_segment_tables(store, snap.segments)[0])
-        except FileNotFoundError as exc:
-            if attempt == attempts - 1:
-                raise StoreUnavailable(
-                    f"The store at {store.uri} kept changing while it was read ({exc}); try again."
-                ) from exc
-            continue
-        tables = [t for t in tables if t.num_rows]
-        if not tables:
-            return empty_table()
-        return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
-    raise AssertionError("unreachable")
+        for experiment_id in experiment_ids:
+            snap = take_snapshot(store, experiment_id, "_", history=False)
+            manifest = snap.manifest
+            files = Snapshot(manifest, list(manifest.reduced), [])
+            try:
+                whole = read_file_tables(store, files)
+            except DamagedCompactedFile:
+                tables.append(read_events(store, [experiment_id], None, False))
+                continue
+            tables.extend(t.filter(pc.is_null(t["run_id"])) for t in whole)
+            tables.extend(read_segment_tables(store, snap.segments)[0])
+        return [t for t in tables if t.num_rows]
+
+    tables = relisting(store, read, attempts)
+    if not tables:
+        return empty_table()
+    return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
 
 
 def _experiment_tables(
